@@ -1,0 +1,3 @@
+from medallion_lakehouse.cli.main import app
+
+app(prog_name="medallion")

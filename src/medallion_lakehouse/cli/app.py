@@ -1,0 +1,115 @@
+"""The Typer application and the options every command shares.
+
+Commands live in one module per topic (`cli/<topic>.py`), each decorating this `app`;
+`cli/main.py` imports them all. Output goes through `emit` so that `--json` works everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from medallion_lakehouse.config import Settings, load_settings
+from medallion_lakehouse.errors import MedallionError
+
+app = typer.Typer(
+    name="medallion",
+    help="A Medallion (bronze -> silver -> gold) lakehouse for retail sales on Delta Lake.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Shared option types -------------------------------------------------------------------
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace folder (default: $MEDALLION_WORKSPACE or the current folder).",
+        show_default=False,
+    ),
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option("--engine", "-e", help="Compute engine: duckdb (default) or spark."),
+]
+SparkMasterOpt = Annotated[
+    str | None, typer.Option("--spark-master", help="spark.master, e.g. local[2] or spark://h:7077.")
+]
+SparkConfOpt = Annotated[
+    list[str] | None,
+    typer.Option("--spark-conf", help="Extra Spark setting KEY=VALUE (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def settings_from(
+    workspace: Path | None,
+    engine: str | None = None,
+    spark_master: str | None = None,
+    spark_conf: list[str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings for a command: flags override env, env overrides medallion.toml."""
+    conf: dict[str, str] | None = None
+    if spark_conf:
+        conf = {}
+        for item in spark_conf:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"--spark-conf expects KEY=VALUE, got {item!r}")
+            conf[key.strip()] = value.strip()
+    return load_settings(
+        workspace, engine=engine, spark_master=spark_master, spark_conf=conf, **overrides
+    )
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return str(value)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_default, indent=2)
+
+
+def emit_json(data: Any) -> None:
+    """Write JSON to stdout (never through Rich, so it stays parseable)."""
+    sys.stdout.write(to_json(data) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn project errors into a one-line message and the error's exit code."""
+    try:
+        yield
+    except MedallionError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(exc.exit_code) from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])

@@ -1,0 +1,1 @@
+"""Delta Lake storage: every table read and write of the project goes through here."""
