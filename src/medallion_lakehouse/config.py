@@ -29,7 +29,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MEDALLION_", extra="forbid")
 
-    workspace: Path = Field(default=Path("."), description="Folder that roots the default layout.")
+    workspace: Path = Field(default=Path(), description="Folder that roots the default layout.")
     engine: EngineName = Field(default="duckdb", description="Compute engine.")
     spark_master: str = Field(default="local[*]", description="spark.master for --engine spark.")
     spark_conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark settings.")

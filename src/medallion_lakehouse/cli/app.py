@@ -48,7 +48,8 @@ EngineOpt = Annotated[
     typer.Option("--engine", "-e", help="Compute engine: duckdb (default) or spark."),
 ]
 SparkMasterOpt = Annotated[
-    str | None, typer.Option("--spark-master", help="spark.master, e.g. local[2] or spark://h:7077.")
+    str | None,
+    typer.Option("--spark-master", help="spark.master, e.g. local[2] or spark://h:7077."),
 ]
 SparkConfOpt = Annotated[
     list[str] | None,

@@ -216,7 +216,11 @@ def commit_files(
 
 
 def delete_where(
-    uri: str, predicate: str, *, commit: CommitInfo, storage_options: Mapping[str, str] | None = None
+    uri: str,
+    predicate: str,
+    *,
+    commit: CommitInfo,
+    storage_options: Mapping[str, str] | None = None,
 ) -> int:
     """Delete rows matching `predicate` in one commit; returns the number of rows deleted."""
     table = open_table(uri, storage_options=storage_options)

@@ -1,0 +1,1 @@
+"""Bronze: raw records exactly as received, with lineage. Append-only and idempotent."""

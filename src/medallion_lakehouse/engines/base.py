@@ -1,0 +1,72 @@
+"""The engine interface: the few operations that differ between DuckDB and Spark.
+
+Transformations are Ibis expressions and run unchanged on either backend; an engine only
+supplies the edges: turning a Delta table into an Ibis table, and turning an Ibis expression
+back into a Delta commit.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
+
+
+class Engine(ABC):
+    """A compute engine bound to one Ibis backend for the lifetime of a command."""
+
+    name: str
+    backend: ibis.BaseBackend
+
+    def __init__(self, storage_options: Mapping[str, str] | None = None) -> None:
+        self.storage_options = dict(storage_options or {})
+
+    # -- reading -------------------------------------------------------------------------
+    @abstractmethod
+    def read_delta(self, uri: str, *, schema: pa.Schema, version: int | None = None) -> ir.Table:
+        """The table at `uri` (at `version`), or an empty table of `schema` if none exists."""
+
+    @abstractmethod
+    def from_arrow(self, data: pa.Table) -> ir.Table:
+        """An in-memory Arrow table as an Ibis table on this backend."""
+
+    # -- writing -------------------------------------------------------------------------
+    @abstractmethod
+    def write_delta(
+        self,
+        expr: ir.Table,
+        uri: str,
+        *,
+        schema: pa.Schema,
+        commit: CommitInfo,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] = (),
+        replace: Mapping[str, Sequence[str]] | None = None,
+    ) -> WriteResult:
+        """Evaluate `expr` and commit it to the Delta table at `uri` in one transaction."""
+
+    # -- results -------------------------------------------------------------------------
+    @abstractmethod
+    def to_arrow(self, expr: ir.Expr) -> pa.Table:
+        """Evaluate a (small) expression into Arrow on the driver."""
+
+    def count(self, expr: ir.Table) -> int:
+        return int(self.scalar(expr.count()))
+
+    def scalar(self, expr: ir.Scalar) -> Any:
+        return self.backend.execute(expr)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (Spark sessions)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,71 @@
+"""Operational metadata tables under `_meta/`: ingested files, runs, data-quality results."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from medallion_lakehouse.contracts import Column, TableContract, register
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+INGESTED_FILES = TableContract(
+    name="_meta/ingested_files",
+    grain="one row per landing file ingested into bronze (the commit marker of its batch)",
+    key=("sha256",),
+    description=(
+        "A file whose sha256 is listed here is skipped by later ingests. Bronze rows of a sha256 "
+        "not listed here come from an interrupted ingest and are removed before it is retried."
+    ),
+    columns=(
+        Column("source_file", pa.string(), "Path relative to the landing folder."),
+        Column("sha256", pa.string(), "sha256 of the file's bytes."),
+        Column("size_bytes", pa.int64(), "File size."),
+        Column("format", pa.string(), "csv | jsonl | parquet."),
+        Column("batch_id", pa.string(), "The bronze batch the file became."),
+        Column("rows", pa.int64(), "Rows written to bronze/sales."),
+        Column("rejects", pa.int64(), "Rows written to bronze/sales_rejects."),
+        Column("rescued_columns", pa.string(), "JSON list of unexpected columns kept as rescued."),
+        Column("parser", pa.string(), "Which parser read it (fast, line-by-line, jsonl, parquet)."),
+        Column("ingested_at", TIMESTAMP, "Same as the batch's _ingested_at."),
+        Column("run_id", pa.string(), "The run that ingested it."),
+    ),
+)
+
+RUNS = TableContract(
+    name="_meta/runs",
+    grain="one row per step per run",
+    key=("run_id", "step"),
+    columns=(
+        Column("run_id", pa.string(), "Run identifier (time-ordered)."),
+        Column("step", pa.string(), "bronze | silver | gold | ml | report | ..."),
+        Column("engine", pa.string(), "duckdb | spark."),
+        Column("status", pa.string(), "ok | failed | skipped."),
+        Column("started_at", TIMESTAMP, "Step start (UTC)."),
+        Column("finished_at", TIMESTAMP, "Step end (UTC)."),
+        Column("seconds", pa.float64(), "Wall-clock duration."),
+        Column("rows_in", pa.int64(), "Rows read."),
+        Column("rows_out", pa.int64(), "Rows written."),
+        Column("rows_quarantined", pa.int64(), "Rows sent to quarantine."),
+        Column("tables", pa.string(), "JSON {table: version} written by the step."),
+        Column("message", pa.string(), "Failure reason or skip reason."),
+        Column("metrics", pa.string(), "JSON of step-specific metrics."),
+    ),
+)
+
+QUALITY = TableContract(
+    name="_meta/quality",
+    grain="one row per data-quality rule per table per run",
+    key=("run_id", "table", "rule"),
+    columns=(
+        Column("run_id", pa.string(), "Run identifier."),
+        Column("table", pa.string(), "Table the rule guards."),
+        Column("rule", pa.string(), "Rule name."),
+        Column("severity", pa.string(), "warn | drop | fail."),
+        Column("rows_checked", pa.int64(), "Rows the rule saw."),
+        Column("rows_failed", pa.int64(), "Rows that broke it."),
+        Column("checked_at", TIMESTAMP, "When (UTC)."),
+        Column("description", pa.string(), "What the rule says, in words."),
+    ),
+)
+
+register(INGESTED_FILES, RUNS, QUALITY)

@@ -1,0 +1,1 @@
+"""Orchestration: the step graph bronze -> silver -> gold -> ml -> report."""

@@ -1,0 +1,138 @@
+"""The lake: table names -> locations, reads and writes through the active engine.
+
+Steps talk to tables by contract name (`silver/sales`), never by path; this is the only place
+that joins the settings, the contracts and the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medallion_lakehouse.config import Settings
+from medallion_lakehouse.contracts import TableContract, get_contract
+from medallion_lakehouse.engines import Engine, create_engine
+from medallion_lakehouse.storage import delta
+from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
+
+
+class Lake:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._owns_engine = engine is None
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_engine(self.settings)
+        return self._engine
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return dict(self.settings.storage_options)
+
+    def close(self) -> None:
+        if self._engine is not None and self._owns_engine:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def contract(self, name: str) -> TableContract:
+        return get_contract(name)
+
+    def uri(self, name: str) -> str:
+        return self.settings.table_uri(name)
+
+    # -- metadata ------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        return self.version(name) is not None
+
+    def version(self, name: str) -> int | None:
+        return delta.table_version(self.uri(name), self.storage_options)
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return delta.history(self.uri(name), limit=limit, storage_options=self.storage_options)
+
+    # -- engine reads and writes -----------------------------------------------------------
+    def read(self, name: str, version: int | None = None) -> ir.Table:
+        """The table as an Ibis table on the active engine (empty with its schema if unwritten)."""
+        return self.engine.read_delta(
+            self.uri(name), schema=self.contract(name).schema, version=version
+        )
+
+    def write(
+        self,
+        name: str,
+        expr: ir.Table,
+        *,
+        commit: CommitInfo,
+        mode: WriteMode = "append",
+        replace: Mapping[str, Sequence[str]] | None = None,
+    ) -> WriteResult:
+        contract = self.contract(name)
+        return self.engine.write_delta(
+            expr,
+            self.uri(name),
+            schema=contract.schema,
+            commit=commit,
+            mode=mode,
+            partition_by=contract.partition_by,
+            replace=replace,
+        )
+
+    # -- driver-side Arrow reads and writes (small tables, bronze ingest) ------------------
+    def write_arrow(
+        self,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        *,
+        commit: CommitInfo,
+        mode: WriteMode = "append",
+        replace: Mapping[str, Sequence[str]] | None = None,
+    ) -> WriteResult:
+        contract = self.contract(name)
+        return delta.write_arrow(
+            self.uri(name),
+            data,
+            schema=contract.schema,
+            commit=commit,
+            mode=mode,
+            partition_by=contract.partition_by,
+            replace=replace,
+            storage_options=self.storage_options,
+        )
+
+    def read_arrow(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+    ) -> pa.Table:
+        """Read a table into Arrow on the driver (for metadata tables and tests)."""
+        table = delta.open_table(
+            self.uri(name), version=version, storage_options=self.storage_options
+        )
+        contract = self.contract(name)
+        if table is None:
+            empty = contract.empty()
+            return empty.select(list(columns)) if columns else empty
+        dataset = table.to_pyarrow_dataset()
+        return dataset.to_table(columns=list(columns) if columns else None, filter=filter)
+
+    def delete_where(self, name: str, predicate: str, *, commit: CommitInfo) -> int:
+        return delta.delete_where(
+            self.uri(name), predicate, commit=commit, storage_options=self.storage_options
+        )
