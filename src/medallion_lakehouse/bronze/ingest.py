@@ -126,16 +126,21 @@ def digest(path: Path, on_bytes: Callable[[int], None] | None = None) -> Digest:
     return Digest(sha.hexdigest(), size, max(lines - 1, 0), looks_binary)
 
 
-def _lineage(
-    batches: Iterable[pa.RecordBatch],
-    *,
-    source_file: str,
-    sha256: str,
-    batch_id: str,
-    ingested_at: datetime,
-) -> Iterator[pa.RecordBatch]:
+@dataclass(frozen=True)
+class Lineage:
+    """The lineage values shared by every row of one ingested file."""
+
+    source_file: str
+    sha256: str
+    batch_id: str
+    ingested_at: datetime
+
+
+def _lineage(batches: Iterable[pa.RecordBatch], lineage: Lineage) -> Iterator[pa.RecordBatch]:
     """Add the lineage columns of the bronze contract to parsed batches."""
     schema = BRONZE_SALES.schema
+    source_file, sha256 = lineage.source_file, lineage.sha256
+    batch_id, ingested_at = lineage.batch_id, lineage.ingested_at
     ingest_date = ingested_at.date().isoformat()
     for batch in batches:
         n = batch.num_rows
@@ -167,15 +172,10 @@ def _micros(ts: datetime) -> int:
     return int(ts.timestamp() * 1_000_000)
 
 
-def _rejects_table(
-    rejects: list[readers.Reject],
-    *,
-    source_file: str,
-    sha256: str,
-    batch_id: str,
-    ingested_at: datetime,
-) -> pa.Table:
+def _rejects_table(rejects: list[readers.Reject], lineage: Lineage) -> pa.Table:
     n = len(rejects)
+    source_file, sha256 = lineage.source_file, lineage.sha256
+    batch_id, ingested_at = lineage.batch_id, lineage.ingested_at
     return pa.table(
         {
             "_source_file": [source_file] * n,
@@ -286,12 +286,7 @@ def _ingest_one(
     ingested_at = clock.now()
     batch_id = f"{ingested_at:%Y%m%dT%H%M%S%f}-{info.sha256[:12]}"
     outcome.batch_id = batch_id
-    lineage = {
-        "source_file": source,
-        "sha256": info.sha256,
-        "batch_id": batch_id,
-        "ingested_at": ingested_at,
-    }
+    lineage = Lineage(source, info.sha256, batch_id, ingested_at)
     report = readers.ParseReport()
     try:
         wrote = _write_rows(lake, path, fmt, info, report, lineage, commit)
@@ -305,7 +300,7 @@ def _ingest_one(
         return outcome
     if report.rejects:
         lake.write_arrow(
-            BRONZE_REJECTS.name, _rejects_table(report.rejects, **lineage), commit=commit
+            BRONZE_REJECTS.name, _rejects_table(report.rejects, lineage), commit=commit
         )
     checkpoint("bronze.before_marker")
     outcome.status = "ingested"
@@ -326,13 +321,13 @@ def _write_rows(
     fmt: str | None,
     info: Digest,
     report: readers.ParseReport,
-    lineage: dict[str, object],
+    lineage: Lineage,
     commit: CommitInfo,
 ) -> int:
     """Parse and commit the file's rows; returns how many were written."""
 
     def commit_batches(batches: Iterable[pa.RecordBatch]) -> int:
-        stream = _lineage(batches, **lineage)  # type: ignore[arg-type]
+        stream = _lineage(batches, lineage)
         first = next(stream, None)
         if first is None:
             return 0

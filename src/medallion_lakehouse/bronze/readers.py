@@ -139,7 +139,11 @@ def _fast_csv(
                 column_names=names, skip_rows=1, block_size=FAST_BLOCK_BYTES, use_threads=True
             ),
             parse_options=pacsv.ParseOptions(
-                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=invalid
+                # Blank lines are skipped here, so the row count falls short of the line count
+                # and the file goes to the line-by-line parser, which rejects them.
+                newlines_in_values=False,
+                ignore_empty_lines=True,
+                invalid_row_handler=invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
