@@ -94,6 +94,7 @@ def build_stores(rng: np.random.Generator, count: int) -> Stores:
 
 # -- customers ---------------------------------------------------------------------------
 CHURN_NEVER = np.iinfo(np.int32).max // 2
+BREAK_SHARE = 0.4  # share of customers who pause for a while and come back
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,11 @@ class Customers:
 
     Each customer buys at a base rate from `join_day` until `churn_day`. During the `decay_days`
     before churning their rate ramps down linearly to zero, and (see `sales.py`) they buy
-    cheaper items, fewer units and return more. So recency is informative, but so are falling
-    frequency, falling spend and returns: churn is learnable beyond recency, with noise from
-    heterogeneous rates and decay lengths.
+    cheaper items, fewer units and return more. Some healthy customers also take a break
+    (`break_start`..`break_end`: holidays, a move) and come back. So a long silence alone is
+    ambiguous: falling frequency, falling spend and returns before it tell churners from
+    customers on a break. Churn is learnable beyond recency, with noise from heterogeneous
+    rates, decay lengths and breaks.
     """
 
     ids: pa.StringArray  # UUID-like strings
@@ -115,6 +118,8 @@ class Customers:
     home_store: np.ndarray  # int64 store index
     favourite: np.ndarray  # int64 product index
     spend: np.ndarray  # float64 in (0, 1): where in the price range they usually buy
+    break_start: np.ndarray  # int64 day a pause starts (== break_end: no pause)
+    break_end: np.ndarray  # int64 day it ends; always before the decline
 
     @property
     def count(self) -> int:
@@ -127,6 +132,9 @@ class Customers:
         ramp_start = np.clip(self.churn_day - self.decay_days, lo, hi)
         flat_end = np.maximum(np.minimum(ramp_start, e), a)
         flat = cal.cum[flat_end] - cal.cum[a]
+        b0 = np.clip(self.break_start, a, flat_end)
+        b1 = np.clip(self.break_end, b0, flat_end)
+        flat -= cal.cum[b1] - cal.cum[b0]
         r0 = np.maximum(ramp_start, a)
         r1 = np.maximum(e, r0)
         # sum over t in [r0, r1) of (churn_day - t) / decay_days * intensity[t]
@@ -139,6 +147,11 @@ class Customers:
         """1.0 for a healthy customer, falling to 0.0 as they approach their churn day."""
         remaining = self.churn_day[customer] - day
         return np.clip(remaining / self.decay_days[customer], 0.0, 1.0)
+
+    def activity(self, customer: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Relative purchase rate on `day`: health, and zero during a break."""
+        paused = (day >= self.break_start[customer]) & (day < self.break_end[customer])
+        return np.where(paused, 0.0, self.health(customer, day))
 
 
 def uuid_strings(rng: np.random.Generator, count: int) -> pa.StringArray:
@@ -162,7 +175,7 @@ def uuid_strings(rng: np.random.Generator, count: int) -> pa.StringArray:
 def build_customers(rng: np.random.Generator, count: int, stores: Stores, days: int) -> Customers:
     """Draw the customer pool: who joins when, how often they buy, when they churn."""
     ids = uuid_strings(rng, count)
-    rate = rng.lognormal(0.0, 0.8, count)
+    rate = rng.lognormal(0.0, 1.0, count)
     # 55 % are customers already at the start; the rest join during the period.
     existing = rng.random(count) < 0.55
     join_day = np.where(existing, 0, rng.integers(0, max(days - 14, 1), count)).astype(np.int64)
@@ -176,7 +189,24 @@ def build_customers(rng: np.random.Generator, count: int, stores: Stores, days: 
     home_store = rng.choice(stores.count, size=count, p=stores.weights).astype(np.int64)
     favourite = rng.choice(len(PRODUCTS), size=count, p=PRODUCT_MIX).astype(np.int64)
     spend = rng.beta(2.0, 3.0, count)
-    return Customers(ids, rate, join_day, churn_day, decay_days, home_store, favourite, spend)
+    # A pause of one to five months for some, placed in the healthy part of their life.
+    pause = rng.integers(30, 150, count).astype(np.int64)
+    room = churn_day - decay_days - pause - join_day
+    takes_break = (rng.random(count) < BREAK_SHARE) & (room > 0)
+    break_start = join_day + (rng.random(count) * np.maximum(room, 0)).astype(np.int64)
+    break_end = np.where(takes_break, break_start + pause, break_start)
+    return Customers(
+        ids,
+        rate,
+        join_day,
+        churn_day,
+        decay_days,
+        home_store,
+        favourite,
+        spend,
+        break_start,
+        break_end,
+    )
 
 
 @dataclass(frozen=True)
