@@ -1,0 +1,374 @@
+"""The report's queries: one function per section, each returning a small pandas frame.
+
+Aggregation happens on the engine (Ibis over `lake.read`), so only a few hundred rows ever reach
+pandas whatever the table sizes. A function returns None when the table it needs has not been
+written yet; the report then shows a "no data yet" placeholder instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+
+from medallion_lakehouse.errors import TableNotFoundError
+from medallion_lakehouse.storage.inspect import TableStatus, table_status
+from medallion_lakehouse.storage.lake import Lake
+
+# Tables drawn in the lineage graph, by layer (left to right).
+LINEAGE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("bronze", ("bronze/sales", "bronze/sales_rejects")),
+    ("silver", ("silver/sales", "silver/sales_quarantine")),
+    ("gold", ("gold/daily_sales", "gold/product_store_daily", "gold/customer_features")),
+    ("ml", ("gold/churn_scores",)),
+)
+# Edges of the lineage graph (upstream -> downstream).
+EDGES: tuple[tuple[str, str], ...] = (
+    ("bronze/sales", "silver/sales"),
+    ("bronze/sales", "silver/sales_quarantine"),
+    ("silver/sales", "gold/daily_sales"),
+    ("silver/sales", "gold/product_store_daily"),
+    ("silver/sales", "gold/customer_features"),
+    ("gold/customer_features", "gold/churn_scores"),
+)
+META_TABLES: tuple[str, ...] = (
+    "_meta/ingested_files",
+    "_meta/runs",
+    "_meta/quality",
+    "_meta/model_metrics",
+)
+
+
+def read(lake: Lake, name: str) -> ir.Table | None:
+    """The table as Ibis, or None if it has not been written yet."""
+    if lake.version(name) is None:
+        return None
+    try:
+        return lake.read(name)
+    except TableNotFoundError:
+        # A table on disk whose contract is not registered (yet): its Delta schema is enough.
+        return lake.engine.read_delta(lake.uri(name), schema=pa.schema([]))
+
+
+def to_pandas(lake: Lake, expr: ir.Table) -> pd.DataFrame:
+    """Evaluate a small expression on the engine and bring it to pandas."""
+    return lake.engine.to_arrow(expr).to_pandas()
+
+
+def _has(table: ir.Table, *columns: str) -> bool:
+    return all(c in table.columns for c in columns)
+
+
+def _first(table: ir.Table, *candidates: str) -> str | None:
+    return next((c for c in candidates if c in table.columns), None)
+
+
+# -- overview ------------------------------------------------------------------------------
+def overview(lake: Lake) -> list[TableStatus]:
+    """Version, rows and last commit of every table in the lineage graph and of _meta."""
+    names = [n for _, tables in LINEAGE for n in tables] + list(META_TABLES)
+    return [table_status(lake, n) for n in names]
+
+
+# -- bronze -> silver -> quarantine funnel -----------------------------------------------------
+def _count_by_batch(lake: Lake, name: str, alias: str) -> pd.DataFrame:
+    table = read(lake, name)
+    if table is None or not _has(table, "_batch_id"):
+        return pd.DataFrame(
+            {"_batch_id": pd.Series(dtype="string"), alias: pd.Series(dtype="int64")}
+        )
+    return to_pandas(lake, table.group_by("_batch_id").agg(**{alias: table.count()}))
+
+
+def funnel(lake: Lake, *, runs: int = 12) -> pd.DataFrame | None:
+    """Per ingest run: bronze records and where they ended up (silver, superseded, quarantine).
+
+    Conservation (DESIGN.md section 4) makes `superseded = bronze - silver - quarantined`: the
+    older versions and exact re-sends of a sale that a later record replaced.
+    """
+    bronze = _count_by_batch(lake, "bronze/sales", "bronze")
+    if bronze.empty:
+        return None
+    frame = bronze
+    for name, alias in (
+        ("silver/sales", "silver"),
+        ("silver/sales_quarantine", "quarantined"),
+        ("bronze/sales_rejects", "rejected_lines"),
+    ):
+        frame = frame.merge(_count_by_batch(lake, name, alias), on="_batch_id", how="outer")
+    files = read(lake, "_meta/ingested_files")
+    if files is not None and _has(files, "batch_id", "run_id"):
+        runs_of = to_pandas(lake, files.select("batch_id", "run_id")).rename(
+            columns={"batch_id": "_batch_id"}
+        )
+        frame = frame.merge(runs_of, on="_batch_id", how="left")
+    else:
+        frame["run_id"] = frame["_batch_id"]
+    frame["run_id"] = frame["run_id"].fillna(frame["_batch_id"])
+    counts = ["bronze", "silver", "quarantined", "rejected_lines"]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
+    per_run = frame.groupby("run_id", as_index=False).agg(
+        files=("_batch_id", "nunique"), **{c: (c, "sum") for c in counts}
+    )
+    silver_done = lake.version("silver/sales") is not None
+    per_run["superseded"] = (
+        per_run["bronze"] - per_run["silver"] - per_run["quarantined"] if silver_done else 0
+    )
+    per_run["not_processed"] = 0 if silver_done else per_run["bronze"]
+    return per_run.sort_values("run_id").tail(runs).reset_index(drop=True)
+
+
+# -- quarantine ---------------------------------------------------------------------------------
+def quarantine_reasons(lake: Lake, *, top: int = 12) -> pd.DataFrame | None:
+    """Quarantined rows per rule and reason, most frequent first."""
+    table = read(lake, "silver/sales_quarantine")
+    if table is None:
+        return None
+    keys = [c for c in ("rule", "reason") if c in table.columns]
+    if not keys:
+        return None
+    expr = table.group_by(keys).agg(rows=table.count()).order_by(ibis.desc("rows")).limit(top)
+    return to_pandas(lake, expr)
+
+
+# -- data quality -------------------------------------------------------------------------------
+def quality(lake: Lake, *, runs: int = 10) -> pd.DataFrame | None:
+    """Rule results of the most recent runs (one row per run, table, rule)."""
+    table = read(lake, "_meta/quality")
+    if table is None:
+        return None
+    recent = table.select("run_id").distinct().order_by(ibis.desc("run_id")).limit(runs)
+    expr = table.semi_join(recent, "run_id").order_by("run_id", "table", "rule")
+    frame = to_pandas(lake, expr)
+    frame["failed_share"] = (
+        frame["rows_failed"] / frame["rows_checked"].where(frame["rows_checked"] > 0)
+    ).fillna(0.0)
+    return frame
+
+
+# -- gold ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RevenueColumns:
+    """How gold/daily_sales names its amounts (found by name, so the report follows the table)."""
+
+    revenue: str
+    others: dict[str, str] = field(default_factory=dict)  # label -> column
+
+
+def _daily_columns(table: ir.Table) -> RevenueColumns | None:
+    revenue = _first(table, "revenue", "completed_revenue", "revenue_completed", "total_revenue")
+    if revenue is None:
+        return None
+    others: dict[str, str] = {}
+    for status in ("pending", "cancelled", "returned"):
+        column = _first(
+            table,
+            f"{status}_amount",
+            f"{status}_revenue",
+            f"{status}_total",
+            f"amount_{status}",
+            f"revenue_{status}",
+            status,
+        )
+        if column is not None:
+            others[status] = column
+    return RevenueColumns(revenue, others)
+
+
+def daily_revenue(lake: Lake) -> pd.DataFrame | None:
+    """Completed revenue per day with the pending, cancelled and returned amounts."""
+    table = read(lake, "gold/daily_sales")
+    if table is None or "sale_date" not in table.columns:
+        return None
+    columns = _daily_columns(table)
+    if columns is None:
+        return None
+    expr = table.select(
+        sale_date=table.sale_date.cast("date"),
+        revenue=table[columns.revenue].cast("float64"),
+        **{label: table[col].cast("float64") for label, col in columns.others.items()},
+    ).order_by("sale_date")
+    return to_pandas(lake, expr)
+
+
+def _psd(lake: Lake) -> tuple[ir.Table, str] | None:
+    table = read(lake, "gold/product_store_daily")
+    if table is None:
+        return None
+    revenue = _first(table, "revenue", "completed_revenue", "revenue_completed")
+    return (table, revenue) if revenue else None
+
+
+def revenue_by_product(lake: Lake) -> pd.DataFrame | None:
+    """Total revenue per product, largest first."""
+    found = _psd(lake)
+    if found is None:
+        return None
+    table, revenue = found
+    expr = (
+        table.group_by("product")
+        .agg(revenue=table[revenue].cast("float64").sum())
+        .order_by(ibis.desc("revenue"))
+    )
+    return to_pandas(lake, expr)
+
+
+def revenue_by_store(lake: Lake, *, n: int = 10) -> pd.DataFrame | None:
+    """The `n` stores with the most and the `n` with the least revenue (`rank_group` top|bottom)."""
+    found = _psd(lake)
+    if found is None:
+        return None
+    table, revenue = found
+    per_store = table.group_by("store_id").agg(revenue=table[revenue].cast("float64").sum())
+    top = to_pandas(lake, per_store.order_by(ibis.desc("revenue"), "store_id").limit(n))
+    bottom = to_pandas(lake, per_store.order_by("revenue", "store_id").limit(n))
+    top["rank_group"] = "top"
+    bottom["rank_group"] = "bottom"
+    # With fewer than 2n stores the two lists overlap; show each store once, in the top list.
+    bottom = bottom[~bottom["store_id"].isin(top["store_id"])]
+    return pd.concat([top, bottom], ignore_index=True)
+
+
+# -- late arrivals ------------------------------------------------------------------------------
+def late_arrivals(lake: Lake, *, batches: int = 30) -> pd.DataFrame | None:
+    """Silver rows per ingested batch, split into on-time and late (`is_late`)."""
+    table = read(lake, "silver/sales")
+    if table is None or not _has(table, "is_late", "_batch_id", "_ingested_at"):
+        return None
+    aggs: dict[str, ir.Value] = {
+        "ingested_at": table._ingested_at.min(),
+        "rows": table.count(),
+        "late": table.is_late.cast("int64").sum(),
+    }
+    if "_source_file" in table.columns:
+        aggs["source_file"] = table._source_file.min()
+    expr = table.group_by("_batch_id").agg(**aggs).order_by(ibis.desc("ingested_at")).limit(batches)
+    frame = to_pandas(lake, expr).sort_values("ingested_at").reset_index(drop=True)
+    frame["late"] = frame["late"].fillna(0).astype("int64")
+    frame["on_time"] = frame["rows"] - frame["late"]
+    return frame
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def run_durations(lake: Lake, *, runs: int = 15) -> pd.DataFrame | None:
+    """Seconds per step of the most recent runs (one row per run, one column per step)."""
+    table = read(lake, "_meta/runs")
+    if table is None:
+        return None
+    recent = table.select("run_id").distinct().order_by(ibis.desc("run_id")).limit(runs)
+    expr = table.semi_join(recent, "run_id").select("run_id", "step", "status", "seconds")
+    return to_pandas(lake, expr).sort_values(["run_id", "step"]).reset_index(drop=True)
+
+
+# -- churn ---------------------------------------------------------------------------------------
+@dataclass
+class Curve:
+    """One ROC or PR curve: x and y points and its area."""
+
+    name: str
+    x: list[float]
+    y: list[float]
+    area: float | None = None
+
+
+@dataclass
+class ChurnCurves:
+    roc: list[Curve]
+    pr: list[Curve]
+    prevalence: float | None  # positive share: the PR curve of a random guess
+    source: str  # file the curves came from
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def churn_curves(lake: Lake) -> ChurnCurves | None:
+    """ROC and PR curves of the newest model and its baseline (`<models>/<latest>/curves.json`)."""
+    models = Path(lake.settings.models_path)
+    pointer = models / "latest"
+    candidates: list[Path] = []
+    if pointer.is_file():
+        candidates.append(models / pointer.read_text(encoding="utf-8").strip() / "curves.json")
+    if models.is_dir():
+        candidates += sorted(models.glob("*/curves.json"), key=lambda p: p.stat().st_mtime)[::-1]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            parsed = parse_curves(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if parsed is not None:
+            parsed.source = path.parent.name
+            parsed.prevalence = _test_churn_rate(lake, parsed.source) or parsed.prevalence
+            return parsed
+    return None
+
+
+def parse_curves(doc: dict[str, Any]) -> ChurnCurves | None:
+    """Curves from the ML step's curves.json: `{model: {roc: {fpr, tpr}, pr: {...}, roc_auc}}`."""
+    roc: list[Curve] = []
+    pr: list[Curve] = []
+    for name, entry in doc.items():
+        if not isinstance(entry, dict):
+            continue
+        points = entry.get("roc") or {}
+        if "fpr" in points and "tpr" in points:
+            roc.append(
+                Curve(name, _floats(points["fpr"]), _floats(points["tpr"]), _area(entry, "roc_auc"))
+            )
+        points = entry.get("pr") or {}
+        if "recall" in points and "precision" in points:
+            pr.append(
+                Curve(
+                    name,
+                    _floats(points["recall"]),
+                    _floats(points["precision"]),
+                    _area(entry, "pr_auc"),
+                )
+            )
+    if not roc and not pr:
+        return None
+    metrics = {k: v for k, v in doc.items() if isinstance(v, int | float | str)}
+    return ChurnCurves(roc, pr, _prevalence(pr), "", metrics)
+
+
+def _floats(values: Any) -> list[float]:
+    return [float(v) for v in values]
+
+
+def _area(entry: dict[str, Any], key: str) -> float | None:
+    value = entry.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _prevalence(pr: list[Curve]) -> float | None:
+    # A PR curve's point at recall 1 (threshold below every score) has precision = positive share.
+    for curve in pr:
+        full = [p for r, p in zip(curve.x, curve.y, strict=True) if r >= 1.0]
+        if full:
+            return min(full)
+    return None
+
+
+def _test_churn_rate(lake: Lake, model_version: str) -> float | None:
+    table = read(lake, "_meta/model_metrics")
+    if table is None or not _has(table, "model_version", "test_churn_rate"):
+        return None
+    expr = table.filter(table.model_version == model_version).test_churn_rate.max()
+    value = lake.engine.scalar(expr)
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def model_metrics(lake: Lake, *, rows: int = 10) -> pd.DataFrame | None:
+    """The newest rows of _meta/model_metrics, as the ML step wrote them."""
+    table = read(lake, "_meta/model_metrics")
+    if table is None:
+        return None
+    order = _first(table, "trained_at", "evaluated_at", "run_id")
+    expr = table.order_by(ibis.desc(order)) if order else table
+    return to_pandas(lake, expr.limit(rows))
