@@ -1,0 +1,59 @@
+"""`medallion report`: write the self-contained HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from medallion_lakehouse.cli.app import (
+    EngineOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    app,
+    console,
+    emit_json,
+    handle_errors,
+    settings_from,
+)
+from medallion_lakehouse.report.step import write_report
+from medallion_lakehouse.storage.lake import Lake
+
+
+@app.command("report")
+def report_command(
+    workspace: WorkspaceOpt = None,
+    engine: EngineOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML file to write (default: <reports>/report.html)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the HTML report (one file, opens from disk, works offline).
+
+    Sections whose tables are not written yet show a placeholder. Exit code 1 if a section
+    failed to render (the page is still written, with the error in place of that section).
+    """
+    with handle_errors():
+        settings = settings_from(workspace, engine)
+        with Lake(settings) as lake:
+            output = write_report(lake, out=out, keep_copy=out is None)
+        if json_out:
+            emit_json(output)
+        else:
+            table = Table(title="report sections")
+            table.add_column("section")
+            table.add_column("state")
+            colours = {"ok": "green", "empty": "yellow", "error": "bold red"}
+            for section, state in output.sections.items():
+                note = f" {output.errors[section]}" if section in output.errors else ""
+                table.add_row(section, f"[{colours[state]}]{state}[/]{note}")
+            console.print(table)
+            console.print(f"Wrote [bold]{output.path}[/] in {output.seconds:.2f} s")
+            if output.copy:
+                console.print(f"Copy: {output.copy}")
+        if output.errors:
+            raise typer.Exit(1)
