@@ -1,0 +1,1 @@
+"""Silver: typed, standardised, deduplicated sales plus their quarantine."""

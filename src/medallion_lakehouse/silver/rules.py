@@ -1,0 +1,143 @@
+"""The data-quality rules of silver/sales, declared once, with severity and reason.
+
+Severities follow Delta Live Tables expectations: `warn` keeps the row and counts it, `drop`
+sends the row to silver/sales_quarantine, `fail` stops the run before anything is committed.
+Row rules are predicates on the parsed table of `transform.parse` (its `p_*` columns) that are
+True when the row *passes*. The one `fail` rule works on whole bronze batches (see `gate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import ibis
+import ibis.expr.types as ir
+
+from medallion_lakehouse.silver import standardise as std
+
+Severity = Literal["warn", "drop", "fail"]
+Predicate = Callable[[ir.Table], ir.BooleanValue]
+
+QUARANTINE_SHARE_RULE = "quarantine_share"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    severity: Severity
+    description: str  # the reason a failing row is given, in words
+    passes: Predicate | None = None  # None for batch-level rules
+
+    def failed(self, t: ir.Table) -> ir.BooleanValue:
+        """True when the row breaks the rule (a NULL outcome counts as broken)."""
+        assert self.passes is not None, f"{self.name} is not a row rule"
+        return ~self.passes(t).fill_null(False)
+
+
+RULES: tuple[Rule, ...] = (
+    # drop rules, in the order a quarantined row is attributed to the first one it breaks
+    Rule(
+        "store_id_valid",
+        "drop",
+        "store id has no digits, an unrecognised shape, or a number outside 1-999",
+        lambda t: t.p_store_id.notnull(),
+    ),
+    Rule(
+        "sale_date_parseable",
+        "drop",
+        "sale date is missing or not a real date in an accepted format",
+        lambda t: t.p_sale_date.notnull(),
+    ),
+    Rule(
+        "quantity_positive_integer",
+        "drop",
+        "quantity is missing or not a whole number >= 1",
+        lambda t: t.p_quantity >= 1,
+    ),
+    Rule(
+        "customer_id_present",
+        "drop",
+        "customer id is missing (a sale nobody made cannot feed customer metrics)",
+        lambda t: t.p_customer_id.notnull(),
+    ),
+    Rule(
+        "amount_present",
+        "drop",
+        "price and total are both missing or unparseable, so the amount cannot be derived",
+        lambda t: t.p_price.notnull() | t.p_total.notnull(),
+    ),
+    # warn rules: the row is kept (and, for repairs, flagged in its own columns)
+    Rule(
+        "product_in_catalogue",
+        "warn",
+        "product is not one of the catalogue's five (kept as sent, trimmed)",
+        lambda t: std.in_catalogue(t.p_product),
+    ),
+    Rule(
+        "status_recognised",
+        "warn",
+        "status is missing or unrecognised (kept as 'unknown')",
+        lambda t: t.p_status_recognised,
+    ),
+    Rule(
+        "price_present",
+        "warn",
+        "unit price is missing or unparseable (imputed as round(total / quantity, 2))",
+        lambda t: t.p_price.notnull(),
+    ),
+    Rule(
+        "total_consistent",
+        "warn",
+        "total is missing or differs from quantity x unit price by more than 0.01 (recomputed)",
+        lambda t: (
+            t.p_price.isnull()
+            | (
+                t.p_total.notnull()
+                & (
+                    (t.p_total - std.line_total(t.p_price, t.p_quantity)).abs()
+                    <= std.TOTAL_TOLERANCE
+                )
+            )
+        ),
+    ),
+    Rule(
+        QUARANTINE_SHARE_RULE,
+        "fail",
+        "share of a bronze batch quarantined is above settings.quarantine_fail_share",
+    ),
+)
+
+ROW_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.passes is not None)
+DROP_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.severity == "drop")
+
+
+def get_rule(name: str) -> Rule:
+    for rule in RULES:
+        if rule.name == name:
+            return rule
+    raise KeyError(name)
+
+
+def first_failed(t: ir.Table, column: str) -> ir.StringValue:
+    """Name (`column="name"`) or reason (`"description"`) of the first drop rule a row breaks."""
+    return ibis.cases(
+        *((r.failed(t), getattr(r, column)) for r in DROP_RULES), else_=ibis.null("string")
+    )
+
+
+@dataclass(frozen=True)
+class BatchShare:
+    batch_id: str
+    rows: int
+    dropped: int
+
+    @property
+    def share(self) -> float:
+        return self.dropped / self.rows if self.rows else 0.0
+
+
+def gate(batches: list[BatchShare], threshold: float) -> list[BatchShare]:
+    """The batches whose dropped share is above `threshold` (the `fail` rule's breakers)."""
+    return [b for b in batches if b.rows and b.share > threshold]

@@ -1,0 +1,205 @@
+"""Pure Ibis expressions that turn bronze strings into canonical typed values.
+
+Every function maps string columns to a column and never raises on bad input: a value that does
+not parse becomes NULL (through `try_cast` or a regex that does not match), and the rules in
+`rules.py` turn those NULLs into quarantine reasons. Regexes use only the syntax that DuckDB (RE2)
+and Spark (java.util.regex) read the same way: character classes, `\\d`, `\\s`, `(?:...)`, `^$`.
+
+Accepted date spellings (anything else is unparseable and quarantined):
+
+| shape                         | example                         | read as                   |
+|-------------------------------|---------------------------------|---------------------------|
+| ISO, `-` `/` or `.` separated | `2025-01-15`, `2025/1/15`       | year, month, day          |
+| ISO with a time part          | `2025-01-15T10:30:00`           | the date part             |
+| day first, `/` `-` or `.`     | `15/01/2025`, `15-01-2025`      | day, month, year          |
+| month first when unambiguous  | `01/15/2025`                    | the second number > 12    |
+| month name                    | `Jan 15 2025`, `January 15, 2025`, `15 Jan 2025` | English names |
+
+`05/06/2025` (both numbers ≤ 12) is read day first, the European convention of the source; a
+date that does not exist (`2025-02-30`) is unparseable.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import ibis
+import ibis.expr.types as ir
+
+# The seed's catalogue, keyed by the case-folded spelling.
+CATALOGUE: dict[str, str] = {
+    p.lower(): p for p in ("Laptop", "Smartphone", "Tablet", "Monitor", "Headphones")
+}
+STATUSES: tuple[str, ...] = ("completed", "pending", "cancelled", "returned")
+UNKNOWN_STATUS = "unknown"
+# Spellings seen in real feeds for the canonical statuses.
+STATUS_SYNONYMS: dict[str, str] = {
+    "complete": "completed",
+    "canceled": "cancelled",
+    "cancel": "cancelled",
+    "return": "returned",
+}
+MONTHS: dict[str, int] = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+STORE_MIN, STORE_MAX = 1, 999
+PRICE_TYPE = "decimal(10,2)"
+TOTAL_TYPE = "decimal(12,2)"
+TOTAL_TOLERANCE = Decimal("0.01")
+
+# `NW-7`, `NW-07`, `NW007`, `007-NW`, `7`, `nw 007` (after trim + upper): one number, an
+# optional `NW` before or after it, separated by nothing, a dash, an underscore or spaces.
+_STORE_RE = r"^(?:NW[\s_-]*)?(\d{1,9})(?:[\s_-]*NW)?$"
+_ISO_RE = r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[T\s].*)?$"
+_DMY_RE = r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$"
+_MON_FIRST_RE = r"^([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{1,2}),?\s+(\d{4})$"
+_DAY_FIRST_RE = r"^(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?,?\s+(\d{4})$"
+_INTEGER_RE = r"^\+?(\d{1,9})(?:\.0*)?$"
+
+
+def clean_text(value: ir.StringValue) -> ir.StringValue:
+    """Trimmed text with inner runs of whitespace collapsed; empty becomes NULL."""
+    collapsed = value.strip().re_replace(r"\s+", " ")
+    return collapsed.nullif("")
+
+
+def _group(value: ir.StringValue, pattern: str, index: int) -> ir.IntegerValue:
+    """Regex group `index` as an integer, NULL when the pattern does not match."""
+    # regexp_extract returns '' (not NULL) for no match on both engines; try_cast maps it to NULL.
+    return value.re_extract(pattern, index).try_cast("int64")
+
+
+def store_number(raw: ir.StringValue) -> ir.IntegerValue:
+    """The store number in any accepted spelling, NULL when there is none."""
+    return _group(raw.strip().upper(), _STORE_RE, 1)
+
+
+def store_id(raw: ir.StringValue) -> ir.StringValue:
+    """Canonical `NW-007`, NULL when the id has no number or the number is outside 1–999."""
+    number = store_number(raw)
+    valid = number.between(STORE_MIN, STORE_MAX)
+    return valid.ifelse("NW-" + number.cast("string").lpad(3, "0"), ibis.null("string"))
+
+
+def _iso(year: ir.IntegerValue, month: ir.IntegerValue, day: ir.IntegerValue) -> ir.DateValue:
+    # Building `YYYY-MM-DD` and try-casting rejects impossible dates (Feb 30) on both engines,
+    # where make_date would raise.
+    text = (
+        year.cast("string").lpad(4, "0")
+        + "-"
+        + month.cast("string").lpad(2, "0")
+        + "-"
+        + day.cast("string").lpad(2, "0")
+    )
+    return text.try_cast("date")
+
+
+def _month_number(name: ir.StringValue) -> ir.IntegerValue:
+    key = name.lower()
+    return ibis.cases(*((key == m, n) for m, n in MONTHS.items()), else_=ibis.null("int64"))
+
+
+def sale_date(raw: ir.StringValue) -> ir.DateValue:
+    """The date in any accepted spelling (see the module docstring), NULL otherwise."""
+    s = raw.strip()
+    a, b = _group(s, _DMY_RE, 1), _group(s, _DMY_RE, 2)
+    dmy_month_first = (b > 12) & (a <= 12)
+    return ibis.cases(
+        (
+            s.re_search(_ISO_RE),
+            _iso(_group(s, _ISO_RE, 1), _group(s, _ISO_RE, 2), _group(s, _ISO_RE, 3)),
+        ),
+        (
+            s.re_search(_DMY_RE),
+            _iso(
+                _group(s, _DMY_RE, 3),
+                dmy_month_first.ifelse(a, b),
+                dmy_month_first.ifelse(b, a),
+            ),
+        ),
+        (
+            s.re_search(_MON_FIRST_RE),
+            _iso(
+                _group(s, _MON_FIRST_RE, 3),
+                _month_number(s.re_extract(_MON_FIRST_RE, 1)),
+                _group(s, _MON_FIRST_RE, 2),
+            ),
+        ),
+        (
+            s.re_search(_DAY_FIRST_RE),
+            _iso(
+                _group(s, _DAY_FIRST_RE, 3),
+                _month_number(s.re_extract(_DAY_FIRST_RE, 2)),
+                _group(s, _DAY_FIRST_RE, 1),
+            ),
+        ),
+        else_=ibis.null("date"),
+    )
+
+
+def sale_month(date: ir.DateValue) -> ir.StringValue:
+    """`YYYY-MM` of a date (the silver partition)."""
+    return date.year().cast("string").lpad(4, "0") + "-" + date.month().cast("string").lpad(2, "0")
+
+
+def quantity(raw: ir.StringValue) -> ir.IntegerValue:
+    """A whole number of units (`3`, `+3`, `3.0`), NULL for anything else."""
+    return _group(raw.strip(), _INTEGER_RE, 1)
+
+
+def amount(raw: ir.StringValue, dtype: str) -> ir.DecimalValue:
+    """A money amount rounded to cents, NULL when empty, unparseable or too large for `dtype`."""
+    return raw.strip().nullif("").try_cast(dtype)
+
+
+def status(raw: ir.StringValue) -> ir.StringValue:
+    """One of completed|pending|cancelled|returned, or `unknown` (missing or unrecognised)."""
+    key = clean_text(raw).lower()
+    canonical = {**{s: s for s in STATUSES}, **STATUS_SYNONYMS}
+    return ibis.cases(*((key == k, v) for k, v in canonical.items()), else_=UNKNOWN_STATUS)
+
+
+def status_recognised(raw: ir.StringValue) -> ir.BooleanValue:
+    """Whether the raw status is one of the known spellings (empty counts as not recognised)."""
+    key = clean_text(raw).lower()
+    return key.isin([*STATUSES, *STATUS_SYNONYMS]).fill_null(False)
+
+
+def product(raw: ir.StringValue) -> ir.StringValue:
+    """Catalogue spelling (`laptop ` -> `Laptop`); unknown products kept as sent, trimmed."""
+    text = clean_text(raw)
+    key = text.lower()
+    return ibis.cases(*((key == k, v) for k, v in CATALOGUE.items()), else_=text)
+
+
+def in_catalogue(product_value: ir.StringValue) -> ir.BooleanValue:
+    """Whether a canonical product is one of the catalogue's."""
+    return product_value.isin(list(CATALOGUE.values())).fill_null(False)
+
+
+def cents(value: ir.DecimalValue) -> ir.IntegerValue:
+    """An amount with two decimals as a whole number of cents (exact)."""
+    return (value * 100).cast("int64")
+
+
+def imputed_price(total: ir.DecimalValue, units: ir.IntegerValue) -> ir.DecimalValue:
+    """round(total / quantity, 2), half up, computed in integer cents so engines agree."""
+    # Decimal division and rounding differ between DuckDB (double) and Spark (decimal); integer
+    # arithmetic does not: round-half-up(t / q) = floor((2t + q) / 2q).
+    numerator = cents(total) * 2 + units
+    price_cents = (numerator - numerator % (units * 2)) / (units * 2)
+    return (price_cents.cast("decimal(18,0)") * ibis.literal(Decimal("0.01"))).cast(PRICE_TYPE)
+
+
+def line_total(price: ir.DecimalValue, units: ir.IntegerValue) -> ir.DecimalValue:
+    """quantity × unit price as decimal(12,2) (exact)."""
+    return (price.cast(TOTAL_TYPE) * units.cast("decimal(9,0)")).cast(TOTAL_TYPE)
+
+
+def content_hash(*parts: ir.Value) -> ir.StringValue:
+    """`h-` + 32 hex chars of sha256 over the parts joined by `|` (NULL parts as empty)."""
+    joined = ibis.literal("|").join([p.cast("string").fill_null("") for p in parts])
+    return "h-" + joined.hexdigest("sha256").substr(0, 32)

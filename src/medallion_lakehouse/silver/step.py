@@ -1,0 +1,341 @@
+"""The silver step: new bronze batches -> silver/sales (+ quarantine), incrementally, one commit.
+
+Algorithm (DESIGN.md section 5), the same on every engine:
+1. The pending batches are those in `_meta/ingested_files` (complete bronze batches) that are
+   not in the ledger `_meta/silver_batches`.
+2. Parse them; evaluate the rules; stop with QualityGateError before any commit if a batch's
+   dropped share is above `settings.quarantine_fail_share`.
+3. Affected months = months of the new valid rows plus months where silver holds a version of
+   one of their sale_ids (so a sale that moves month leaves its old month too).
+4. Rebuild those months from (silver rows in them ∪ new rows), latest version per sale_id, and
+   replace exactly those partitions in one commit.
+Commit order: quarantine append -> silver replace -> `_meta/silver_changes` -> `_meta/quality` ->
+ledger. The ledger row is the commit marker; quarantine rows of batches without it are removed at
+the start of the next run, and re-running a batch rebuilds identical silver rows, so a crash at
+any point loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.errors import QualityGateError
+from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.meta import INGESTED_FILES, QUALITY
+from medallion_lakehouse.pipeline.context import StepContext, StepResult
+from medallion_lakehouse.silver import transform
+from medallion_lakehouse.silver.contract import (
+    SILVER_BATCHES,
+    SILVER_CHANGES,
+    SILVER_QUARANTINE,
+    SILVER_SALES,
+)
+from medallion_lakehouse.silver.rules import (
+    ROW_RULES,
+    RULES,
+    BatchShare,
+    gate,
+)
+from medallion_lakehouse.storage.delta import CommitInfo
+from medallion_lakehouse.storage.lake import Lake
+
+STEP = "silver"
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    ingested_at: datetime
+    source_file: str
+
+
+def month_bounds(date_from: date | None, date_to: date | None) -> tuple[date, date]:
+    """First day of date_from's month, last day of date_to's month (open ends unbounded)."""
+    lo = (date_from or date.min).replace(day=1)
+    hi = date_to or date.max
+    if hi != date.max:
+        hi = (hi.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return lo, hi
+
+
+def watermarks(batches: list[tuple[str, datetime, date | None]]) -> dict[str, date | None]:
+    """Per batch, the newest valid sale_date of all batches ingested before it."""
+    result: dict[str, date | None] = {}
+    newest: date | None = None
+    for batch_id, _, max_date in sorted(batches, key=lambda b: (b[1], b[0])):
+        result[batch_id] = newest
+        if max_date is not None and (newest is None or max_date > newest):
+            newest = max_date
+    return result
+
+
+def _pending(lake: Lake, processed: set[str]) -> list[Batch]:
+    markers = lake.read_arrow(
+        INGESTED_FILES.name, columns=["batch_id", "ingested_at", "source_file"]
+    ).to_pylist()
+    batches = [Batch(m["batch_id"], m["ingested_at"], m["source_file"]) for m in markers]
+    return sorted(
+        (b for b in batches if b.batch_id not in processed),
+        key=lambda b: (b.ingested_at, b.batch_id),
+    )
+
+
+def recover_quarantine(lake: Lake, processed: set[str], commit: CommitInfo) -> int:
+    """Remove quarantine rows of batches the ledger does not list (an interrupted run's)."""
+    if not lake.exists(SILVER_QUARANTINE.name):
+        return 0
+    present = set(
+        lake.read_arrow(SILVER_QUARANTINE.name, columns=["_batch_id"]).column(0).to_pylist()
+    )
+    orphans = sorted(present - processed)
+    if not orphans:
+        return 0
+    quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in orphans)
+    return lake.delete_where(SILVER_QUARANTINE.name, f"_batch_id IN ({quoted})", commit=commit)
+
+
+def _distinct(lake: Lake, column: ir.Column) -> list[Any]:
+    table = lake.engine.to_arrow(column.as_table().distinct())
+    return sorted(v for v in table.column(0).to_pylist() if v is not None)
+
+
+def _batch_stats(lake: Lake, parsed: ir.Table) -> list[dict[str, Any]]:
+    """Per-batch counts on the driver, sums as Python ints (DuckDB sums int64 into HUGEINT)."""
+    rows = lake.engine.to_arrow(transform.batch_stats(parsed)).to_pylist()
+    for row in rows:
+        for key in ("rows", "dropped", *(k for k in row if k.startswith("failed__"))):
+            row[key] = int(row[key] or 0)
+    return rows
+
+
+def _quality_rows(
+    run_id: str, stats: list[dict[str, Any]], failing: list[BatchShare], now: datetime
+) -> pa.Table:
+    checked = sum(s["rows"] for s in stats)
+    rows = []
+    for rule in RULES:
+        if rule in ROW_RULES:
+            failed = sum(s[f"failed__{rule.name}"] or 0 for s in stats)
+        else:  # the batch-level fail rule: rows of the batches that tripped it
+            failed = sum(b.rows for b in failing)
+        rows.append(
+            {
+                "run_id": run_id,
+                "table": SILVER_SALES.name,
+                "rule": rule.name,
+                "severity": rule.severity,
+                "rows_checked": checked,
+                "rows_failed": failed,
+                "checked_at": now,
+                "description": rule.description,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=QUALITY.schema)
+
+
+def _gate_message(
+    failing: list[BatchShare], files: dict[str, str], threshold: float, run_id: str
+) -> str:
+    worst = max(failing, key=lambda b: b.share)
+    others = f" (and {len(failing) - 1} more batch(es))" if len(failing) > 1 else ""
+    return (
+        f"Silver stopped: {worst.dropped:,} of {worst.rows:,} rows ({worst.share:.1%}) of bronze "
+        f"batch {worst.batch_id} ({files.get(worst.batch_id, '?')}) failed drop rules{others}, "
+        f"above quarantine_fail_share={threshold:.0%}. Nothing was committed to silver. See "
+        f"`medallion quality --run {run_id}` for the rules that failed; fix the source file and "
+        "land a corrected one, or raise MEDALLION_QUARANTINE_FAIL_SHARE if this share is expected."
+    )
+
+
+def run(lake: Lake, ctx: StepContext) -> StepResult:
+    """Process the pending bronze batches (or all of bronze, or a sale-date range) into silver."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    commit = ctx.commit(STEP)
+    engine = lake.engine
+    full = ctx.full_refresh
+    ranged = not full and (ctx.date_from is not None or ctx.date_to is not None)
+    mode = "full_refresh" if full else ("range" if ranged else "incremental")
+
+    ledger = (SILVER_BATCHES.empty() if full else lake.read_arrow(SILVER_BATCHES.name)).to_pylist()
+    processed = {r["batch_id"] for r in ledger}
+    recovered = 0 if full else recover_quarantine(lake, processed, commit)
+    pending = _pending(lake, processed)
+    files = {b.batch_id: b.source_file for b in pending}
+    result = StepResult(step=STEP, metrics={"mode": mode, "affected_months": []})
+    if not pending and not ranged:
+        result.status = "skipped"
+        result.message = "no new bronze batches"
+        result.seconds = time.perf_counter() - started
+        return result
+
+    ctx.report(0, 4, "silver: checking rules")
+    bronze = lake.read(BRONZE_SALES.name)
+    new_ids = [b.batch_id for b in pending]
+    new_parsed = transform.parse(bronze.filter(bronze._batch_id.isin(new_ids))) if new_ids else None
+
+    # -- rules and the quality gate, before anything is committed ---------------------------
+    stats = _batch_stats(lake, new_parsed) if new_parsed is not None else []
+    by_batch = {s["_batch_id"]: s for s in stats}
+    shares = [
+        BatchShare(b, by_batch[b]["rows"], by_batch[b]["dropped"] or 0)
+        for b in new_ids
+        if b in by_batch
+    ]
+    threshold = lake.settings.quarantine_fail_share
+    failing = gate(shares, threshold)
+    quality = _quality_rows(ctx.run_id, stats, failing, now) if new_ids else None
+    if failing:
+        assert quality is not None
+        lake.write_arrow(QUALITY.name, quality, commit=commit)
+        raise QualityGateError(_gate_message(failing, files, threshold, ctx.run_id))
+
+    # -- is_late watermarks: newest valid sale_date of every batch ingested earlier -----------
+    known = [(r["batch_id"], r["ingested_at"], r["max_sale_date"]) for r in ledger]
+    known += [(s["_batch_id"], s["_ingested_at"], s["max_sale_date"]) for s in stats]
+    marks = watermarks(known)
+    wm_table = engine.from_arrow(
+        pa.table(
+            {"batch_id": list(marks), "watermark": list(marks.values())},
+            schema=pa.schema([("batch_id", pa.string()), ("watermark", pa.date32())]),
+        )
+    )
+
+    # -- the fresh rows: new batches, plus (for --from/--to) every version of sales in range --
+    if ranged:
+        lo, hi = month_bounds(ctx.date_from, ctx.date_to)
+        scope = bronze.filter(bronze._batch_id.isin(sorted(processed | set(new_ids))))
+        every = transform.typed(transform.parse(scope))
+        in_range = every.filter(every.sale_date.between(lo, hi))
+        fresh = every.filter(every.sale_id.isin(in_range.sale_id) | every._batch_id.isin(new_ids))
+    else:
+        assert new_parsed is not None
+        fresh = transform.typed(new_parsed)
+    fresh = transform.with_lateness(fresh, wm_table).mutate(_priority=1)
+
+    # -- affected months and the rebuild --------------------------------------------------------
+    ctx.report(1, 4, "silver: finding affected months")
+    existing = lake.read(SILVER_SALES.name)
+    months_before = _distinct(lake, existing.sale_month) if full else []
+    if full:
+        rebuild = transform.latest(fresh)
+        months = _distinct(lake, fresh.sale_month)
+    else:
+        older = existing.filter(existing.sale_id.isin(fresh.sale_id))
+        months = sorted(
+            set(_distinct(lake, fresh.sale_month)) | set(_distinct(lake, older.sale_month))
+        )
+        if ranged:
+            months = sorted(
+                set(months)
+                | set(
+                    _distinct(lake, existing.filter(existing.sale_date.between(lo, hi)).sale_month)
+                )
+            )
+        kept = existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
+        rebuild = transform.latest(kept.union(fresh.select(*kept.columns)))
+
+    # -- commits: quarantine, silver, changes, quality, ledger ----------------------------------
+    ctx.report(2, 4, "silver: writing")
+    dropped = sum(b.dropped for b in shares)
+    tables: dict[str, int | None] = {}
+    if full:
+        assert new_parsed is not None
+        q = lake.write(
+            SILVER_QUARANTINE.name,
+            transform.quarantine(new_parsed, ctx.run_id),
+            commit=commit,
+            mode="overwrite",
+        )
+        tables[SILVER_QUARANTINE.name] = q.version
+    elif dropped:
+        assert new_parsed is not None
+        q = lake.write(
+            SILVER_QUARANTINE.name, transform.quarantine(new_parsed, ctx.run_id), commit=commit
+        )
+        tables[SILVER_QUARANTINE.name] = q.version
+    checkpoint("silver.before_commit")
+    silver_version = lake.version(SILVER_SALES.name)
+    written = 0
+    if full:
+        w = lake.write(SILVER_SALES.name, rebuild, commit=commit, mode="overwrite")
+        silver_version, written = w.version, w.rows
+    elif months:
+        w = lake.write(SILVER_SALES.name, rebuild, commit=commit, replace={"sale_month": months})
+        silver_version, written = w.version, w.rows
+    tables[SILVER_SALES.name] = silver_version
+    changed = sorted(set(months) | set(months_before))
+    if changed:
+        lake.write_arrow(
+            SILVER_CHANGES.name,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "run_id": ctx.run_id,
+                        "silver_version": silver_version,
+                        "sale_month": m,
+                        "mode": mode,
+                        "changed_at": now,
+                    }
+                    for m in changed
+                ],
+                schema=SILVER_CHANGES.schema,
+            ),
+            commit=commit,
+        )
+    if quality is not None:
+        lake.write_arrow(QUALITY.name, quality, commit=commit)
+    checkpoint("silver.before_ledger")
+    if new_ids or full:
+        entries = [
+            {
+                "batch_id": b,
+                "ingested_at": by_batch[b]["_ingested_at"] if b in by_batch else None,
+                "rows": by_batch[b]["rows"] if b in by_batch else 0,
+                "rows_valid": (by_batch[b]["rows"] - (by_batch[b]["dropped"] or 0))
+                if b in by_batch
+                else 0,
+                "rows_quarantined": (by_batch[b]["dropped"] or 0) if b in by_batch else 0,
+                "max_sale_date": by_batch[b]["max_sale_date"] if b in by_batch else None,
+                "watermark": marks.get(b),
+                "affected_months": json.dumps(changed),
+                "silver_version": silver_version,
+                "run_id": ctx.run_id,
+                "processed_at": now,
+            }
+            for b in new_ids
+        ]
+        ledger_table = pa.Table.from_pylist(entries, schema=SILVER_BATCHES.schema)
+        lake.write_arrow(
+            SILVER_BATCHES.name, ledger_table, commit=commit, mode="overwrite" if full else "append"
+        )
+    ctx.report(4, 4, "silver: done")
+
+    rows_in = sum(b.rows for b in shares)
+    failures = {
+        s: sum(x[f"failed__{s}"] or 0 for x in stats)
+        for s in ("price_present", "total_consistent", "product_in_catalogue")
+    }
+    result.rows_in = rows_in
+    result.rows_out = written
+    result.rows_quarantined = dropped
+    result.tables = tables
+    result.metrics.update(
+        affected_months=changed,
+        batches=new_ids,
+        silver_version=silver_version,
+        price_imputed=failures["price_present"],
+        total_checked_failed=failures["total_consistent"],
+        unknown_products=failures["product_in_catalogue"],
+        quarantine_recovered=recovered,
+    )
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,128 @@
+"""Bronze rows -> parsed rows -> (silver candidates, quarantine rows); latest version wins.
+
+Pure functions from Ibis tables to Ibis tables (no IO), so the same code runs on DuckDB and
+Spark. `step.py` wires them to the lake.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from medallion_lakehouse.silver import standardise as std
+from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
+from medallion_lakehouse.silver.rules import ROW_RULES, first_failed
+
+PRIORITY = "_priority"  # on equal lineage, a freshly computed row (1) beats a stored one (0)
+# Columns that order the versions of one sale_id, latest first.
+VERSION_ORDER: tuple[str, ...] = ("_ingested_at", "_source_line", "_batch_id", PRIORITY)
+
+
+def parse(bronze: ir.Table) -> ir.Table:
+    """Bronze rows plus typed `p_*` columns and the first drop rule each row breaks (or NULL)."""
+    parsed = bronze.mutate(
+        p_sale_id=std.clean_text(bronze.sale_id),
+        p_store_id=std.store_id(bronze.store_id),
+        p_sale_date=std.sale_date(bronze.sale_date),
+        p_quantity=std.quantity(bronze.quantity),
+        p_customer_id=std.clean_text(bronze.customer_id),
+        p_product=std.product(bronze.product),
+        p_status=std.status(bronze.status),
+        p_status_recognised=std.status_recognised(bronze.status),
+        p_price=std.amount(bronze.price, std.PRICE_TYPE),
+        p_total=std.amount(bronze.total, std.TOTAL_TYPE),
+    )
+    return parsed.mutate(
+        _drop_rule=first_failed(parsed, "name"), _drop_reason=first_failed(parsed, "description")
+    )
+
+
+def rule_failures(parsed: ir.Table) -> dict[str, ir.IntegerValue]:
+    """One aggregate per row rule: how many rows break it."""
+    return {f"failed__{r.name}": r.failed(parsed).cast("int64").sum() for r in ROW_RULES}
+
+
+def batch_stats(parsed: ir.Table) -> ir.Table:
+    """Per bronze batch: rows, dropped rows, newest valid sale_date, failures per rule."""
+    valid = parsed._drop_rule.isnull()
+    return parsed.group_by("_batch_id", "_ingested_at").aggregate(
+        rows=parsed.count(),
+        dropped=(~valid).cast("int64").sum(),
+        max_sale_date=parsed.p_sale_date.max(where=valid),
+        **rule_failures(parsed),
+    )
+
+
+def quarantine(parsed: ir.Table, run_id: str) -> ir.Table:
+    """Rows that broke a drop rule, as received, with lineage, rule and reason."""
+    bad = parsed.filter(parsed._drop_rule.notnull())
+    return bad.mutate(
+        rule=bad._drop_rule, reason=bad._drop_reason, run_id=ibis.literal(run_id)
+    ).select(*SILVER_QUARANTINE.column_names)
+
+
+def typed(parsed: ir.Table) -> ir.Table:
+    """Valid rows as silver columns (without is_late): repairs applied and flagged, sale_id set."""
+    t = parsed.filter(parsed._drop_rule.isnull())
+    price_imputed = t.p_price.isnull()
+    unit_price = ibis.coalesce(t.p_price, std.imputed_price(t.p_total, t.p_quantity))
+    # An imputed price was derived from the total, so the total stays the source of truth.
+    total_recomputed = ~price_imputed & (
+        t.p_total.isnull()
+        | ((t.p_total - std.line_total(t.p_price, t.p_quantity)).abs() > std.TOTAL_TOLERANCE)
+    )
+    t = t.mutate(
+        unit_price=unit_price.cast(std.PRICE_TYPE),
+        price_imputed=price_imputed,
+        total_recomputed=total_recomputed,
+    )
+    t = t.mutate(
+        total=t.total_recomputed.ifelse(std.line_total(t.unit_price, t.p_quantity), t.p_total).cast(
+            std.TOTAL_TYPE
+        )
+    )
+    # Status is left out of the hash: a status update of an id-less sale is a new version of it.
+    content = std.content_hash(
+        t.p_sale_date,
+        t.p_store_id,
+        t.p_customer_id,
+        t.p_product,
+        t.p_quantity,
+        t.unit_price,
+        t.total,
+    )
+    return t.select(
+        sale_id=ibis.coalesce(t.p_sale_id, content),
+        sale_date=t.p_sale_date,
+        sale_month=std.sale_month(t.p_sale_date),
+        store_id=t.p_store_id,
+        customer_id=t.p_customer_id,
+        product=t.p_product,
+        quantity=t.p_quantity,
+        unit_price=t.unit_price,
+        total=t.total,
+        status=t.p_status,
+        price_imputed=t.price_imputed,
+        total_recomputed=t.total_recomputed,
+        _batch_id=t._batch_id,
+        _source_file=t._source_file,
+        _source_line=t._source_line,
+        _ingested_at=t._ingested_at,
+    )
+
+
+def with_lateness(rows: ir.Table, watermarks: ir.Table) -> ir.Table:
+    """Add is_late from a (batch_id, watermark) table: sale_date older than the watermark."""
+    wm = watermarks.select(wm_batch_id="batch_id", wm_date="watermark")
+    joined = rows.left_join(wm, rows._batch_id == wm.wm_batch_id)
+    late = (joined.sale_date < joined.wm_date).fill_null(False)
+    return joined.mutate(is_late=late).select(*SILVER_SALES.column_names)
+
+
+def latest(rows: ir.Table) -> ir.Table:
+    """One row per sale_id: the latest by (_ingested_at, _source_line, _batch_id, _priority)."""
+    rank = ibis.row_number().over(
+        group_by=rows.sale_id, order_by=[ibis.desc(rows[c]) for c in VERSION_ORDER]
+    )
+    ranked = rows.mutate(_rank=rank)
+    return ranked.filter(ranked._rank == 0).select(*SILVER_SALES.column_names)
