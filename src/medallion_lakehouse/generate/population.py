@@ -182,7 +182,7 @@ def build_customers(rng: np.random.Generator, count: int, stores: Stores, days: 
     # Lifetimes: a loyal minority rarely churns; the rest churn on a scale of months.
     loyal = rng.random(count) < 0.3
     life = rng.exponential(np.where(loyal, 2000.0, 300.0))
-    decay_days = rng.integers(30, 150, count).astype(np.int64)
+    decay_days = rng.integers(60, 240, count).astype(np.int64)
     # At least a month of healthy buying, then a decline of `decay_days`.
     churn_day = join_day + 30 + decay_days + life.astype(np.int64)
     churn_day = np.minimum(churn_day, CHURN_NEVER)

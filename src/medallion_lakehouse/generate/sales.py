@@ -231,7 +231,7 @@ class WindowSampler:
 
         # Declining customers trade down: lower in the price range, fewer units.
         q = np.clip(cust.spend[customer] + rng.normal(0.0, 0.15, n), 0.0, 1.0)
-        q *= 0.5 + 0.5 * health
+        q *= 0.4 + 0.6 * health
         raw = PRICE_LOW[product] + (PRICE_HIGH[product] - PRICE_LOW[product]) * q
         price = np.where(rng.random(n) < 0.5, np.floor(raw) + 0.99, np.round(raw, 2))
         units = np.minimum(rng.geometric(0.5 + 0.3 * sick), MAX_QUANTITY)
@@ -239,8 +239,8 @@ class WindowSampler:
 
         # Status: declining customers cancel and return more (a signal before they stop).
         u = rng.random(n)
-        p_returned = 0.03 + 0.25 * sick
-        p_cancelled = 0.04 + 0.08 * sick
+        p_returned = 0.04 + 0.4 * sick
+        p_cancelled = 0.045 + 0.1 * sick
         status = np.full(n, COMPLETED, dtype=np.int64)
         status[u < 0.10 + p_cancelled + p_returned] = PENDING
         status[u < p_cancelled + p_returned] = CANCELLED
