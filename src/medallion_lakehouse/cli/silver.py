@@ -1,0 +1,167 @@
+"""`medallion silver`, `medallion audit`, `medallion quality`."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+import pyarrow.compute as pc
+import typer
+from rich.table import Table
+
+from medallion_lakehouse.cli.app import (
+    EngineOpt,
+    JsonOpt,
+    SparkConfOpt,
+    SparkMasterOpt,
+    WorkspaceOpt,
+    app,
+    console,
+    emit_json,
+    err_console,
+    handle_errors,
+    settings_from,
+)
+from medallion_lakehouse.errors import AuditError, ConfigError
+from medallion_lakehouse.meta import QUALITY
+from medallion_lakehouse.pipeline.context import StepContext, new_run_id
+from medallion_lakehouse.silver import audit as audit_mod
+from medallion_lakehouse.silver import step
+from medallion_lakehouse.storage.lake import Lake
+
+
+def _parse_day(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{flag} expects a date YYYY-MM-DD, got {value!r}.") from None
+
+
+@app.command("silver")
+def silver_cmd(
+    workspace: WorkspaceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    spark_conf: SparkConfOpt = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild silver and quarantine from all bronze.")
+    ] = False,
+    date_from: Annotated[
+        str | None,
+        typer.Option("--from", help="Reprocess sale months from this date (YYYY-MM-DD)."),
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="... up to this date (YYYY-MM-DD).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the silver step alone: new bronze batches -> silver/sales + quarantine."""
+    with handle_errors():
+        settings = settings_from(workspace, engine, spark_master, spark_conf)
+        ctx = StepContext(
+            run_id=new_run_id(),
+            full_refresh=full_refresh,
+            date_from=_parse_day(date_from, "--from"),
+            date_to=_parse_day(date_to, "--to"),
+        )
+        with Lake(settings) as lake:
+            result = step.run(lake, ctx)
+        if json_out:
+            emit_json({"run_id": ctx.run_id, **result.__dict__})
+            return
+        if result.status == "skipped":
+            console.print(f"silver: nothing to do ({result.message}).")
+            return
+        months = result.metrics.get("affected_months", [])
+        console.print(
+            f"silver [{result.metrics.get('mode')}] run {ctx.run_id}: {result.rows_in:,} bronze "
+            f"rows in, {result.rows_quarantined:,} quarantined, {result.rows_out:,} rows written "
+            f"to {len(months)} month(s) {', '.join(months)} in {result.seconds:.1f}s "
+            f"(silver/sales version {result.metrics.get('silver_version')})."
+        )
+
+
+@app.command("audit")
+def audit_cmd(
+    workspace: WorkspaceOpt = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    spark_conf: SparkConfOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prove conservation: each bronze record is current in silver, superseded, or quarantined."""
+    with handle_errors():
+        settings = settings_from(workspace, engine, spark_master, spark_conf)
+        with Lake(settings) as lake:
+            report = audit_mod.audit(lake)
+        if json_out:
+            emit_json(report.as_dict())
+        else:
+            console.print(
+                f"bronze records processed: {report.bronze_rows:,} = current {report.current:,} "
+                f"+ superseded {report.superseded:,} + quarantined {report.quarantined:,}; "
+                f"silver rows {report.silver_rows:,}"
+            )
+            if report.pending_batches:
+                console.print(
+                    f"pending (not yet processed by silver): {len(report.pending_batches)} "
+                    f"batch(es), {report.pending_rows:,} rows"
+                )
+            if report.ok:
+                console.print("[green]audit passed[/]")
+        if not report.ok:
+            raise AuditError("audit failed: " + " | ".join(report.violations))
+
+
+@app.command("quality")
+def quality_cmd(
+    workspace: WorkspaceOpt = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="Run id (default: the latest run with results).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show data-quality rule results of a run (one row per rule)."""
+    with handle_errors():
+        settings = settings_from(workspace)
+        with Lake(settings) as lake:
+            table = lake.read_arrow(QUALITY.name)
+        if table.num_rows == 0:
+            err_console.print("No data-quality results yet: run `medallion silver` first.")
+            raise typer.Exit(1)
+        runs = sorted(set(table.column("run_id").to_pylist()))
+        wanted = run or runs[-1]
+        if wanted not in runs:
+            raise ConfigError(
+                f"No quality results for run {wanted!r}. Known runs: {', '.join(runs[-5:])}."
+            )
+        rows = table.filter(pc.equal(table.column("run_id"), wanted)).to_pylist()
+        if json_out:
+            emit_json(rows)
+            return
+        out = Table(title=f"Data quality, run {wanted}")
+        out.add_column("table / rule", no_wrap=True)
+        out.add_column("severity")
+        for col in ("checked", "failed", "share"):
+            out.add_column(col, justify="right")
+        out.add_column("description", ratio=1)
+        for r in rows:
+            share = r["rows_failed"] / r["rows_checked"] if r["rows_checked"] else 0.0
+            colour = {"fail": "red", "drop": "yellow"}.get(r["severity"], "")
+            failed = f"{r['rows_failed']:,}"
+            if colour and r["rows_failed"]:
+                failed = f"[{colour}]{failed}[/]"
+            out.add_row(
+                f"{r['table']}: {r['rule']}",
+                r["severity"],
+                f"{r['rows_checked']:,}",
+                failed,
+                f"{share:.2%}",
+                r["description"],
+            )
+        console.print(out)
+        checked_at = rows[0]["checked_at"]
+        if isinstance(checked_at, datetime):
+            console.print(f"checked at {checked_at:%Y-%m-%d %H:%M:%S} UTC")
