@@ -1,0 +1,293 @@
+"""The gold step: rebuild only the sale_month partitions of gold that silver changed.
+
+How gold learns what changed, robustly: `_meta/gold_watermark` holds, per gold table and silver
+month, a fingerprint of silver/sales (rows, completed rows, quantity and total sums, newest
+`_ingested_at`) as of the table's last successful build, plus the silver version it read.
+
+1. Silver's version equals the one every gold table last consumed -> nothing to do, no commit.
+2. Otherwise fingerprint silver per month (one cheap aggregate) and rebuild, per table, the months
+   whose fingerprint differs, appeared or vanished, plus the months covering `--from/--to`.
+3. Each table is checked (unique key, not null, non-negative, revenue reconciles with silver),
+   then replaced in one commit (`replace={"sale_month": months}`); `--full-refresh` overwrites it.
+4. The watermark is written last. A crash before it only makes the next run rebuild the same
+   months from the same silver snapshot, which gives the same rows (idempotent, crash-safe).
+
+Silver also logs the months each of its commits replaced in `_meta/silver_changes`; months logged
+for a silver version newer than the one a table last consumed are rebuilt too (a union, so a
+missing or late log entry cannot hide a change the fingerprints see, and vice versa).
+
+Any new silver row carries a newer `_ingested_at` than everything before it, so inserts and
+status updates always change their month's fingerprint; a silver rewrite that changes gold-relevant
+values without touching any fingerprint component (e.g. new silver code) needs `--full-refresh`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from medallion_lakehouse.contracts import TableContract
+from medallion_lakehouse.errors import QualityGateError, TableNotFoundError
+from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.gold import checks as qc
+from medallion_lakehouse.gold.contract import (
+    DAILY_SALES,
+    GOLD_TABLES,
+    GOLD_WATERMARK,
+    PRODUCT_STORE_DAILY,
+)
+from medallion_lakehouse.gold.daily_sales import build_daily_sales
+from medallion_lakehouse.gold.product_store import build_product_store_daily
+from medallion_lakehouse.pipeline.context import StepContext, StepResult
+from medallion_lakehouse.storage.lake import Lake
+
+SILVER = "silver/sales"
+SILVER_CHANGES = "_meta/silver_changes"  # silver's change log (optional)
+STEP = "gold"
+
+FINGERPRINT_COLUMNS = (
+    "rows",
+    "completed_rows",
+    "quantity_sum",
+    "total_sum",
+    "completed_total_sum",
+    "max_ingested_at",
+)
+Fingerprint = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class GoldTable:
+    """A gold table: its contract, its pure builder and its money columns to keep >= 0."""
+
+    contract: TableContract
+    build: Callable[[ir.Table], ir.Table]
+    non_negative: tuple[str, ...]
+
+
+BUILDERS: tuple[GoldTable, ...] = (
+    GoldTable(
+        DAILY_SALES,
+        build_daily_sales,
+        (
+            "orders",
+            "completed_orders",
+            "units",
+            "revenue",
+            "pending_amount",
+            "cancelled_amount",
+            "returned_amount",
+            "unknown_amount",
+            "average_ticket",
+            "distinct_customers",
+        ),
+    ),
+    GoldTable(PRODUCT_STORE_DAILY, build_product_store_daily, ("revenue", "units", "orders")),
+)
+assert tuple(b.contract for b in BUILDERS) == GOLD_TABLES
+
+
+# -- pure parts --------------------------------------------------------------------------
+def month_fingerprints(silver: ir.Table) -> ir.Table:
+    """One row per sale_month with the aggregates that change whenever the month's rows change."""
+    completed = silver.status == "completed"
+    return silver.group_by("sale_month").aggregate(
+        rows=silver.count(),
+        completed_rows=silver.count(where=completed),
+        quantity_sum=silver.quantity.cast("int64").sum(),
+        total_sum=silver.total.sum().cast("decimal(22, 2)"),
+        completed_total_sum=silver.total.sum(where=completed).cast("decimal(22, 2)"),
+        max_ingested_at=silver._ingested_at.max(),
+    )
+
+
+def months_between(start: date, end: date) -> list[str]:
+    """Every YYYY-MM from start's month to end's month, inclusive."""
+    months = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def range_months(known: Iterable[str], date_from: date | None, date_to: date | None) -> set[str]:
+    """Known months that overlap the --from/--to range (an open end reaches every known month)."""
+    if date_from is None and date_to is None:
+        return set()
+    lo = f"{date_from:%Y-%m}" if date_from else ""
+    hi = f"{date_to:%Y-%m}" if date_to else "9999-99"
+    return {m for m in known if lo <= m <= hi}
+
+
+def changed_months(current: dict[str, Fingerprint], previous: dict[str, Fingerprint]) -> set[str]:
+    """Months whose fingerprint differs, plus months present on one side only."""
+    return {m for m in current.keys() | previous.keys() if current.get(m) != previous.get(m)}
+
+
+# -- IO ----------------------------------------------------------------------------------
+def _fingerprint_rows(arrow: pa.Table) -> dict[str, Fingerprint]:
+    schema = GOLD_WATERMARK.schema
+    # Cast to the watermark's types so freshly computed and stored fingerprints compare equal.
+    cols = {c: arrow.column(c).cast(schema.field(c).type).to_pylist() for c in FINGERPRINT_COLUMNS}
+    months = arrow.column("sale_month").to_pylist()
+    return {m: tuple(cols[c][i] for c in FINGERPRINT_COLUMNS) for i, m in enumerate(months)}
+
+
+def _watermark(lake: Lake) -> dict[str, dict[str, Any]]:
+    """table -> {"silver_version": int|None, "months": {month: fingerprint}}."""
+    state: dict[str, dict[str, Any]] = {}
+    for row in lake.read_arrow(GOLD_WATERMARK.name).to_pylist():
+        entry = state.setdefault(row["table"], {"silver_version": None, "months": {}})
+        entry["silver_version"] = row["silver_version"]
+        entry["months"][row["sale_month"]] = tuple(row[c] for c in FINGERPRINT_COLUMNS)
+    return state
+
+
+def _watermark_table(
+    state: dict[str, dict[str, Fingerprint]], silver_version: int, run_id: str
+) -> pa.Table:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "table": table,
+            "sale_month": month,
+            **dict(zip(FINGERPRINT_COLUMNS, fp, strict=True)),
+            "silver_version": silver_version,
+            "run_id": run_id,
+            "built_at": now,
+        }
+        for table, months in sorted(state.items())
+        for month, fp in sorted(months.items())
+    ]
+    return pa.Table.from_pylist(rows, schema=GOLD_WATERMARK.schema)
+
+
+def _logged_changes(lake: Lake, since_version: int | None) -> set[str] | None:
+    """Months silver logged as replaced after `since_version`; None when there is no log."""
+    try:
+        exists = lake.exists(SILVER_CHANGES)
+    except TableNotFoundError:
+        return None
+    if not exists:
+        return None
+    log = lake.read_arrow(SILVER_CHANGES, columns=["silver_version", "sale_month"])
+    return {
+        row["sale_month"]
+        for row in log.to_pylist()
+        if since_version is None or (row["silver_version"] or 0) > since_version
+    }
+
+
+def run(lake: Lake, ctx: StepContext) -> StepResult:
+    """Bring every gold table up to date with silver/sales (see the module docstring)."""
+    result = StepResult(step=STEP)
+    silver_version = lake.version(SILVER)
+    if silver_version is None:
+        result.status = "skipped"
+        result.message = "silver/sales has not been written yet: run the silver step first"
+        return result
+
+    state = _watermark(lake)
+    forced_range = ctx.date_from is not None or ctx.date_to is not None
+    up_to_date = all(
+        lake.exists(b.contract.name)
+        and state.get(b.contract.name, {}).get("silver_version") == silver_version
+        for b in BUILDERS
+    )
+    if up_to_date and not ctx.full_refresh and not forced_range:
+        result.message = f"gold is up to date with silver/sales v{silver_version}"
+        result.metrics = {"silver_version": silver_version, "rebuilt_months": {}}
+        return result
+
+    engine = lake.engine
+    silver = lake.read(SILVER, version=silver_version)
+    ctx.report(0, len(BUILDERS) + 1, "fingerprinting silver months")
+    current = _fingerprint_rows(engine.to_arrow(month_fingerprints(silver)))
+
+    commit = ctx.commit(STEP)
+    outcomes: list[qc.CheckOutcome] = []
+    new_state: dict[str, dict[str, Fingerprint]] = {}
+    rebuilt: dict[str, list[str]] = {}
+    rows_in = 0
+    for i, gold in enumerate(BUILDERS, start=1):
+        name = gold.contract.name
+        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
+        consumed = state.get(name, {}).get("silver_version")
+        full = ctx.full_refresh or not lake.exists(name)
+        if full:
+            months = set(current) | set(previous)
+        else:
+            known = set(current) | set(previous)
+            logged = _logged_changes(lake, consumed) if consumed is not None else None
+            months = (
+                changed_months(current, previous)
+                | range_months(known, ctx.date_from, ctx.date_to)
+                | ((logged or set()) & known)
+            )
+        new_state[name] = current
+        if not months:
+            continue
+        ctx.report(i, len(BUILDERS) + 1, f"building {name} ({len(months)} months)")
+        scope = silver.filter(silver.sale_month.isin(sorted(months)))
+        data = engine.to_arrow(gold.build(scope))
+        table_outcomes = qc.run_checks(
+            engine,
+            name,
+            engine.from_arrow(data),
+            [
+                qc.unique_key(gold.contract.key),
+                qc.not_null([c.name for c in gold.contract.columns if not c.nullable]),
+                qc.non_negative(gold.non_negative),
+                qc.revenue_reconciles(scope),
+            ],
+        )
+        outcomes.extend(table_outcomes)
+        broken = [o for o in table_outcomes if not o.passed and o.severity == "fail"]
+        if broken:
+            qc.write_quality(lake, outcomes, commit)
+            rules = ", ".join(f"{o.rule} ({o.rows_failed} rows)" for o in broken)
+            raise QualityGateError(
+                f"{name}: quality rule(s) failed: {rules}; nothing was committed to {name}. "
+                "See `medallion quality` and fix silver/sales, then rerun."
+            )
+        checkpoint("gold.before_commit")
+        if full:
+            written = lake.write_arrow(name, data, commit=commit, mode="overwrite")
+        else:
+            written = lake.write_arrow(
+                name, data, commit=commit, replace={"sale_month": sorted(months)}
+            )
+        checkpoint("gold.after_commit")
+        result.tables[name] = written.version
+        result.rows_out += written.rows
+        rebuilt[name] = sorted(months)
+        rows_in = max(rows_in, sum(current[m][0] for m in months if m in current))
+
+    quality_version = qc.write_quality(lake, outcomes, commit)
+    if quality_version is not None:
+        result.tables["_meta/quality"] = quality_version
+    checkpoint("gold.before_watermark")
+    wm = lake.write_arrow(
+        GOLD_WATERMARK.name,
+        _watermark_table(new_state, silver_version, ctx.run_id),
+        commit=commit,
+        mode="overwrite",
+    )
+    result.tables[GOLD_WATERMARK.name] = wm.version
+    ctx.report(len(BUILDERS) + 1, len(BUILDERS) + 1, "gold done")
+    result.rows_in = rows_in
+    result.metrics = {
+        "silver_version": silver_version,
+        "rebuilt_months": rebuilt,
+        "full_refresh": ctx.full_refresh,
+        "checks_failed": sum(1 for o in outcomes if not o.passed),
+    }
+    if not rebuilt:
+        result.message = f"no silver month changed (silver/sales v{silver_version})"
+    return result
