@@ -24,7 +24,7 @@ from medallion_lakehouse import __version__
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.generate.defects import TRANSITIONS, Quota, inject
 from medallion_lakehouse.generate.manifest import MANIFEST_NAME, FileStats, Manifest
-from medallion_lakehouse.generate.options import GenerateOptions
+from medallion_lakehouse.generate.options import FileFormat, GenerateOptions
 from medallion_lakehouse.generate.population import Population, build_population
 from medallion_lakehouse.generate.sales import (
     COLUMNS,
@@ -61,9 +61,9 @@ class FilePlan:
     late: int
 
 
-def file_name(index: int, fmt: str) -> str:
+def file_name(index: int, fmt: FileFormat) -> str:
     """`sales_0001.csv`, ...: lexical order is arrival order."""
-    return f"sales_{index + 1:04d}{EXTENSIONS[fmt]}"  # type: ignore[index]
+    return f"sales_{index + 1:04d}{EXTENSIONS[fmt]}"
 
 
 def _split(total: int, weights: np.ndarray) -> np.ndarray:
