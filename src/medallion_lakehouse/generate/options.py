@@ -83,8 +83,15 @@ class GenerateOptions:
         customers = self.customers or max(100, self.rows // ROWS_PER_CUSTOMER)
         # Without a sale_id a correction cannot be matched to its sale: none in seed mode.
         update_fraction = 0.0 if self.seed_compatible else self.update_fraction
+        # A single file is a single batch: nothing in it can arrive late.
+        late_fraction = 0.0 if self.files == 1 else self.late_fraction
         return dataclasses.replace(
-            self, start=start, end=end, customers=customers, update_fraction=update_fraction
+            self,
+            start=start,
+            end=end,
+            customers=customers,
+            update_fraction=update_fraction,
+            late_fraction=late_fraction,
         )
 
     @property

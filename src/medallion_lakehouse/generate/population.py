@@ -71,7 +71,14 @@ def build_calendar(start: date, days: int) -> Calendar:
 # -- stores ------------------------------------------------------------------------------
 # Shapes a store id arrives in, with their shares. The first four are the original data's
 # (NW-58, NW-166, NW-09, NW017, 078-NW); the last two are rarer legacy feeds.
-STORE_SHAPES: tuple[str, ...] = ("NW-{n:02d}", "NW{n:03d}", "{n:03d}-NW", "NW-{n:03d}", "nw {n}", "{n}")
+STORE_SHAPES: tuple[str, ...] = (
+    "NW-{n:02d}",
+    "NW{n:03d}",
+    "{n:03d}-NW",
+    "NW-{n:03d}",
+    "nw {n}",
+    "{n}",
+)
 STORE_SHAPE_P = np.array([0.31, 0.31, 0.31, 0.04, 0.015, 0.015])
 
 
