@@ -224,8 +224,8 @@ def explore_tables(result: ExploreResult) -> list[Table]:
     totals.add_row("with float noise", f"{t.float_noise:,}")
     stats: list[tuple[str, float | None]] = [("min", t.min), ("mean", t.mean), ("max", t.max)]
     stats.extend(t.quantiles.items())
-    for name, value in stats:
-        totals.add_row(name, "-" if value is None else f"{value:,.2f}")
+    for name, stat in stats:
+        totals.add_row(name, "-" if stat is None else f"{stat:,.2f}")
     for bucket, n in t.histogram:
         totals.add_row(f"in {bucket}", f"{n:,}")
     return [overview, columns, shapes, values, totals]
