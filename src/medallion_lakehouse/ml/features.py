@@ -46,8 +46,9 @@ def customer_features(silver: ir.Table, as_of: date) -> ir.Table:
     done = sales.is_completed
     zero = ibis.literal(0).cast(MONEY)
 
+    # count(where=...) rather than sum(bool): DuckDB sums to HUGEINT, which Arrow sees as decimal.
     def orders(condition: ir.BooleanValue) -> ir.IntegerScalar:
-        return sales.is_completed.sum(where=condition).fill_null(0).cast("int64")
+        return sales.sale_date.count(where=condition)
 
     def spend(condition: ir.BooleanValue) -> ir.DecimalScalar:
         return sales.total.sum(where=condition).cast(MONEY).fill_null(zero)
@@ -62,17 +63,17 @@ def customer_features(silver: ir.Table, as_of: date) -> ir.Table:
         first_days_before=sales.days_before.max(where=done),
         last_days_before=sales.days_before.min(where=done),
         distinct_products=sales.product.nunique(where=done).cast("int64"),
-        n_returned=sales.is_returned.sum().cast("int64"),
-        n_cancelled=sales.is_cancelled.sum().cast("int64"),
-        n_orders=sales.count().cast("int64"),
+        n_returned=orders(sales.is_returned),
+        n_cancelled=orders(sales.is_cancelled),
+        n_orders=sales.count(),
         orders_30d=orders(in_30),
         orders_90d=orders(in_90),
         orders_prev_90d=orders(in_prev_90),
         spend_30d=spend(in_30),
         spend_90d=spend(in_90),
         spend_prev_90d=spend(in_prev_90),
-        returns_90d=sales.is_returned.sum(where=recent).fill_null(0).cast("int64"),
-        cancels_90d=sales.is_cancelled.sum(where=recent).fill_null(0).cast("int64"),
+        returns_90d=orders(sales.is_returned & recent),
+        cancels_90d=orders(sales.is_cancelled & recent),
     )
     # Active customers only: someone who never completed a purchase cannot churn.
     agg = agg.filter(agg.frequency > 0)
