@@ -1,0 +1,114 @@
+"""The step registry: name -> `run(lake, ctx) -> StepResult`, in pipeline order.
+
+Steps of optional or not-yet-installed parts (ml, report) are imported when they run; a missing
+module makes the step `skipped` with a message rather than failing the run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
+from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.meta import INGESTED_FILES
+from medallion_lakehouse.pipeline.context import StepContext, StepResult
+from medallion_lakehouse.storage.lake import Lake
+
+StepFn = Callable[[Lake, StepContext], StepResult]
+
+STEP_ORDER: tuple[str, ...] = ("bronze", "silver", "gold", "ml", "report")
+
+
+def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
+    """Ingest new landing files; a file that cannot be read is reported, the run goes on."""
+    from medallion_lakehouse.bronze.ingest import discover, ingest
+
+    tables = (BRONZE_SALES.name, BRONZE_REJECTS.name, INGESTED_FILES.name)
+    before = {t: lake.version(t) for t in tables}
+    landing = Path(lake.settings.landing_path)
+    total = sum(p.stat().st_size for p in discover(landing)) or None
+    done = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done
+        done += n
+        ctx.report(done, total, "hashing and reading landing files")
+
+    outcome = ingest(lake, run_id=ctx.run_id, landing=landing, on_bytes=on_bytes)
+    result = StepResult(
+        step="bronze",
+        rows_in=outcome.rows + outcome.rejects,
+        rows_out=outcome.rows,
+        rows_quarantined=outcome.rejects,
+        metrics={
+            "files_ingested": outcome.ingested,
+            "files_skipped": outcome.skipped,
+            "files_failed": outcome.failed,
+            "bytes": outcome.bytes,
+            "recovered_rows": outcome.recovered_rows,
+            "batch_ids": outcome.batch_ids,
+        },
+    )
+    for table in tables:
+        after = lake.version(table)
+        if after != before[table]:
+            result.tables[table] = after
+    failed = [f for f in outcome.files if f.status == "failed"]
+    if failed:
+        # Not a step failure: later steps still process the good files, the run exits 1.
+        result.metrics["errors"] = [f"{f.source_file}: {f.reason}" for f in failed]
+        result.message = f"{len(failed)} file(s) failed: " + "; ".join(result.metrics["errors"])
+    elif not outcome.ingested:
+        result.message = f"no new files ({outcome.skipped} already ingested)"
+    return result
+
+
+def lazy_step(name: str, module: str, attr: str = "run") -> StepFn:
+    """A step imported on first use; skipped with a message when its module is not installed."""
+
+    def run(lake: Lake, ctx: StepContext) -> StepResult:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise  # a dependency of the step is missing: that is a real failure
+            return StepResult(
+                step=name, status="skipped", message=f"{module} is not installed in this build"
+            )
+        fn: StepFn = getattr(mod, attr)
+        return fn(lake, ctx)
+
+    return run
+
+
+REGISTRY: dict[str, StepFn] = {
+    "bronze": bronze_step,
+    "silver": lazy_step("silver", "medallion_lakehouse.silver.step"),
+    "gold": lazy_step("gold", "medallion_lakehouse.gold.step"),
+    "ml": lazy_step("ml", "medallion_lakehouse.ml.step"),
+    "report": lazy_step("report", "medallion_lakehouse.report.step"),
+}
+
+
+def parse_steps(spec: str | Sequence[str] | None) -> list[str]:
+    """`bronze,silver` -> steps in pipeline order; unknown names are an error."""
+    if spec is None:
+        return list(STEP_ORDER)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    wanted = {s.strip().lower() for s in items if s.strip()}
+    unknown = sorted(wanted - set(REGISTRY))
+    if unknown or not wanted:
+        raise ConfigError(
+            f"Unknown step(s) {', '.join(unknown) or '(none given)'}: choose from "
+            f"{', '.join(STEP_ORDER)} (comma-separated)."
+        )
+    return [s for s in STEP_ORDER if s in wanted]
+
+
+def resolve(
+    names: Sequence[str], registry: Mapping[str, StepFn] | None = None
+) -> list[tuple[str, StepFn]]:
+    reg = registry or REGISTRY
+    return [(n, reg[n]) for n in names]
