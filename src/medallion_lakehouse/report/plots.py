@@ -21,8 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from medallion_lakehouse.report.data import EDGES, LINEAGE, ChurnCurves
 from medallion_lakehouse.storage.inspect import TableStatus
@@ -41,7 +42,12 @@ COLORS = {
     "cancelled": "#9aa5b1",
     "returned": "#d1495b",
 }
+# Steps of a run: no red, which the report keeps for failures.
+STEP_COLORS = ["#3d5a80", "#2a9d8f", "#e9a23b", "#8e7dbe", "#5fa8d3", "#b5838d", "#6c757d"]
 SERIES = ["#3d5a80", "#2a9d8f", "#e9a23b", "#d1495b", "#8e7dbe", "#5fa8d3", "#b5838d", "#6c757d"]
+QUALITY_CMAP = LinearSegmentedColormap.from_list(
+    "quality", ["#eef6f3", "#fde7c2", "#f4a261", "#d1495b"]
+)
 LAYER_COLORS = {"bronze": "#b07d48", "silver": "#8d99ae", "gold": "#d4a017", "ml": "#3d5a80"}
 
 _RC: dict[str, Any] = {
@@ -228,13 +234,10 @@ def funnel_plot(frame: pd.DataFrame) -> str:
 
 def quarantine_plot(frame: pd.DataFrame) -> str:
     """Quarantined rows per rule and reason."""
-    if "reason" in frame.columns and "rule" in frame.columns:
-        labels = [
-            f"{r}: {_clip(str(why), 60)}" for r, why in zip(frame.rule, frame.reason, strict=True)
-        ]
-    else:
-        labels = [str(v) for v in frame.iloc[:, 0]]
-    with _figure(9.0, 0.8 + 0.36 * len(frame)) as (fig, (ax,)):
+    # One bar per rule: the reasons are listed in words in the table under the plot.
+    frame = frame.groupby("rule", as_index=False)["rows"].sum().sort_values("rows", ascending=False)
+    labels = [str(v) for v in frame["rule"]]
+    with _figure(9.0, 0.9 + 0.4 * len(frame)) as (fig, (ax,)):
         _hbar_stack(ax, labels, [("rows", frame["rows"].to_numpy(float), COLORS["bad"])])
         for y, value in enumerate(frame["rows"]):
             ax.annotate(f" {value:,}", (value, y), va="center", fontsize=9, color=INK)
@@ -256,12 +259,14 @@ def quality_plot(frame: pd.DataFrame) -> str:
     failed = frame.pivot_table(index="label", columns="run_id", values="rows_failed", aggfunc="sum")
     severity = frame.groupby("label")["severity"].first()
     rows, cols = shares.shape
-    with _figure(max(5.0, 2.8 + 1.05 * cols), 0.9 + 0.36 * rows) as (fig, (ax,)):
+    with _figure(10.0, 1.2 + 0.3 * rows) as (fig, (ax,)):
+        # Long rule labels: give them a fixed share of a page-wide figure so text stays legible.
+        fig.subplots_adjust(left=0.45, right=0.99)
         data = shares.to_numpy(float)
         ax.imshow(
             np.nan_to_num(data),
             aspect="auto",
-            cmap="RdYlGn_r",
+            cmap=QUALITY_CMAP,
             vmin=0.0,
             vmax=max(0.05, float(np.nanmax(data)) if data.size else 0.05),
         )
@@ -270,14 +275,26 @@ def quality_plot(frame: pd.DataFrame) -> str:
                 value = failed.iat[i, j]
                 if pd.notna(value):
                     ax.text(
-                        j, i, f"{int(value):,}", ha="center", va="center", fontsize=8.5, color=INK
+                        j,
+                        i,
+                        f"{int(value):,}",
+                        ha="center",
+                        va="center",
+                        fontsize=9,
+                        color=INK if value else MUTED,
+                        fontweight="bold" if value else "normal",
                     )
+        # White gaps between cells read as a table rather than a smear of colour.
+        ax.set_xticks(np.arange(cols + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=2)
+        ax.tick_params(which="minor", length=0)
         ax.set_xticks(range(cols), [_short_run(c) for c in shares.columns], rotation=30, ha="right")
         ax.set_yticks(range(rows), [f"{lab}  [{severity[lab]}]" for lab in shares.index])
-        ax.grid(False)
+        ax.grid(which="major", visible=False)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        ax.set_title("rows failed per rule and run (colour: failed share)")
+        ax.set_title("rows failed per rule and run (colour: share of rows checked)")
         return to_svg(fig)
 
 
@@ -419,7 +436,12 @@ def durations_plot(frame: pd.DataFrame) -> str:
         for k, step in enumerate(steps):
             values = pivot[step].to_numpy(float)
             bars = ax.barh(
-                y, values, left=left, color=SERIES[k % len(SERIES)], label=step, height=0.62
+                y,
+                values,
+                left=left,
+                color=STEP_COLORS[k % len(STEP_COLORS)],
+                label=step,
+                height=0.62,
             )
             for bar, run in zip(bars, runs, strict=True):
                 if (run, step) in failed:
@@ -476,7 +498,7 @@ def curve_plot(curves: ChurnCurves, kind: str) -> str:
             ax.set_title("precision-recall curve")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.legend(loc="lower right" if kind == "roc" else "upper right")
+        ax.legend(loc="lower right" if kind == "roc" else "lower left")
         return to_svg(fig)
 
 
@@ -488,33 +510,32 @@ def bar_plot(
     color: str = COLORS["accent"],
     annotate: str = "{:,.0f}",
 ) -> str:
-    """A plain horizontal bar chart (exploration panels)."""
-    with _figure(6.0, 0.8 + 0.32 * len(labels)) as (fig, (ax,)):
+    """A plain horizontal bar chart, sized to sit in half the page width (exploration panels)."""
+    with _figure(5.0, 0.9 + 0.3 * len(labels)) as (fig, (ax,)):
         _hbar_stack(ax, [str(v) for v in labels], [("", np.asarray(values, dtype=float), color)])
         for y, value in enumerate(values):
             ax.annotate(" " + annotate.format(value), (value, y), va="center", fontsize=9)
+        top = max([float(v) for v in values] or [0.0])
+        ax.set_xlim(0, top * 1.15 if top > 0 else 1)  # room for the labels; no negative axis
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(_count))
         ax.set_xlabel(xlabel)
         return to_svg(fig)
 
 
-def histogram_plot(
-    edges: Sequence[float], counts: Sequence[float], *, xlabel: str, log: bool = False
-) -> str:
-    """A histogram from precomputed bin edges and counts."""
-    edges_arr = np.asarray(edges, dtype=float)
-    with _figure(6.0, 2.8) as (fig, (ax,)):
-        ax.bar(
-            edges_arr[:-1],
-            np.asarray(counts, dtype=float),
-            width=np.diff(edges_arr),
-            align="edge",
-            color=COLORS["accent"],
-            edgecolor="white",
-            linewidth=0.5,
-        )
-        if log:
-            ax.set_yscale("log")
+def buckets_plot(labels: Sequence[str], counts: Sequence[float], *, xlabel: str) -> str:
+    """A histogram over precomputed, labelled buckets (vertical bars)."""
+    with _figure(9.0, 2.9) as (fig, (ax,)):
+        x = np.arange(len(labels))
+        ax.bar(x, np.asarray(counts, dtype=float), color=COLORS["good"], width=0.8)
+        for xi, value in zip(x, counts, strict=True):
+            if value:
+                ax.annotate(
+                    f"{value:,.0f}", (xi, value), ha="center", va="bottom", fontsize=9, color=INK
+                )
+        ax.set_xticks(x, [str(v) for v in labels], rotation=20, ha="right", fontsize=9)
         ax.yaxis.set_major_formatter(FuncFormatter(_count))
         ax.set_xlabel(xlabel)
+        ax.set_ylabel("sales")
         ax.grid(axis="x", visible=False)
         return to_svg(fig)

@@ -176,7 +176,14 @@ def quarantine_section(lake: Lake) -> Section:
     if frame.empty:
         section.body = '<p><span class="badge ok">clean</span> No row has been quarantined.</p>'
         return section
-    section.body = figure("quarantine-reasons", plots.quarantine_plot(frame))
+    reasons = table(
+        [(r.rule, r.reason, int(r.rows)) for r in frame.itertuples()]
+        if "reason" in frame.columns
+        else [(r.rule, "", int(r.rows)) for r in frame.itertuples()],
+        ["rule", "reason", "rows"],
+        numeric=(2,),
+    )
+    section.body = figure("quarantine-reasons", plots.quarantine_plot(frame)) + reasons
     section.plots = ["quarantine-reasons"]
     return section
 
@@ -200,7 +207,7 @@ def quality_section(lake: Lake) -> Section:
         (
             r.table,
             r.rule,
-            badge(str(r.severity), tone.get(str(r.severity), "muted")),
+            badge(str(r.severity), "muted"),
             int(r.rows_checked),
             int(r.rows_failed),
             f"{r.failed_share:.2%}",
@@ -340,10 +347,11 @@ def churn_section(lake: Lake) -> Section:
         shown = [
             c
             for c in (
-                "model_version",
+                "run_id",
                 "model",
                 "train_cutoff",
                 "test_cutoff",
+                "n_train",
                 "n_test",
                 "test_churn_rate",
                 "roc_auc",
@@ -354,14 +362,16 @@ def churn_section(lake: Lake) -> Section:
             )
             if c in metrics
         ]
-        body += "<h3>Recent evaluations</h3>" + table(
-            [tuple(_plain(v) for v in row) for row in metrics[shown].itertuples(index=False)],
-            shown,
-            numeric=tuple(
-                i
-                for i, c in enumerate(shown)
-                if c not in ("model_version", "model", "train_cutoff", "test_cutoff")
-            ),
+        text_columns = ("run_id", "model", "train_cutoff", "test_cutoff")
+        body += (
+            "<h3>Recent evaluations (newest first)</h3>"
+            + '<div class="scroll">'
+            + table(
+                [tuple(_plain(v) for v in row) for row in metrics[shown].itertuples(index=False)],
+                [c.replace("_", " ") for c in shown],
+                numeric=tuple(i for i, c in enumerate(shown) if c not in text_columns),
+            )
+            + "</div>"
         )
     section.body = body
     return section
