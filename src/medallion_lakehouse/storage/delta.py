@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 WriteMode = Literal["append", "overwrite"]
 
@@ -135,7 +136,7 @@ def write_arrow(
     write_deltalake(
         uri,
         counter.reader(),
-        mode=mode,
+        mode=mode,  # type: ignore[arg-type]  # overloads tie predicate to "overwrite"; set above
         partition_by=list(partition_by) or None,
         predicate=predicate,
         storage_options=dict(storage_options or {}) or None,
@@ -155,6 +156,20 @@ class StagedFile:
     rows: int
     partition_values: Mapping[str, str | None]
     modification_time_ms: int
+    # Delta `stats` (numRecords, nullCount, minValues, maxValues); None: numRecords only.
+    stats: Mapping[str, Any] | None = None
+
+    def add_action(self) -> AddAction:
+        stats = dict(self.stats) if self.stats else {}
+        stats["numRecords"] = self.rows
+        return AddAction(
+            path=self.path,
+            size=self.size,
+            partition_values=dict(self.partition_values),
+            modification_time=self.modification_time_ms,
+            data_change=True,
+            stats=json.dumps(stats, separators=(",", ":")),
+        )
 
 
 def commit_files(
@@ -168,19 +183,16 @@ def commit_files(
     replace: Mapping[str, Sequence[str]] | None = None,
     storage_options: Mapping[str, str] | None = None,
 ) -> WriteResult:
-    """Commit Parquet files written by another engine in one transaction (adds and removes)."""
-    actions = [
-        AddAction(
-            path=f.path,
-            size=f.size,
-            partition_values=dict(f.partition_values),
-            modification_time=f.modification_time_ms,
-            data_change=True,
-            stats=json.dumps({"numRecords": f.rows}),
-        )
-        for f in files
-    ]
+    """Commit Parquet files written by another engine in one transaction (adds and removes).
+
+    delta-rs derives the removes: `replace={"sale_month": [...]}` removes the live files of those
+    partitions, `mode="overwrite"` without `replace` removes every live file. Zero files:
+    a new table is created empty (its schema readable), an append to an existing table
+    commits nothing, and a replace or overwrite still commits its removes (the partitions
+    really are empty now).
+    """
     options = dict(storage_options or {})
+    adds = [f.add_action() for f in files]
     table = open_table(uri, storage_options=options)
     partition_filters: list[tuple[str, str, Any]] | None = None
     if replace is not None:
@@ -189,19 +201,18 @@ def commit_files(
         mode = "overwrite"
         partition_filters = [(col, "in", sorted(set(vals))) for col, vals in replace.items()]
     if table is None:
-        # create_table_with_add_actions makes version 0 from the staged files.
-        from deltalake.transaction import create_table_with_add_actions
-
+        # Version 0 holds the staged files (or none: an empty table with its schema).
         create_table_with_add_actions(
             uri,
-            schema,
-            actions,
-            mode="overwrite" if mode == "overwrite" else "append",
+            DeltaSchema.from_arrow(schema),
+            adds,
+            mode="append",
             partition_by=list(partition_by) or None,
             storage_options=options or None,
             commit_properties=commit.properties(),
         )
-    else:
+    elif adds or mode == "overwrite":
+        actions: list[AddAction | RemoveAction] = list(adds)
         table.create_write_transaction(
             actions,
             mode=mode,
@@ -210,6 +221,9 @@ def commit_files(
             partition_filters=partition_filters,
             commit_properties=commit.properties(),
         )
+    else:
+        # Appending nothing: no commit, so history does not fill with empty versions.
+        return WriteResult(version=table.version(), rows=0, files=0)
     table = open_table(uri, storage_options=options)
     assert table is not None
     return WriteResult(version=table.version(), rows=sum(f.rows for f in files), files=len(files))
