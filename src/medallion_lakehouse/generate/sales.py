@@ -233,7 +233,9 @@ class WindowSampler:
         q = np.clip(cust.spend[customer] + rng.normal(0.0, 0.15, n), 0.0, 1.0)
         q *= 0.4 + 0.6 * health
         raw = PRICE_LOW[product] + (PRICE_HIGH[product] - PRICE_LOW[product]) * q
+        # Half the shelf prices end in .99, as retail prices do; never above the range.
         price = np.where(rng.random(n) < 0.5, np.floor(raw) + 0.99, np.round(raw, 2))
+        np.minimum(price, PRICE_HIGH[product], out=price)
         units = np.minimum(rng.geometric(0.5 + 0.3 * sick), MAX_QUANTITY)
         total = units * price  # float64, so 3 * 107.15 = 321.45000000000005 as in real exports
 

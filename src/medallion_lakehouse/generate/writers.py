@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -80,11 +81,12 @@ class JsonlWriter:
         lines = pc.binary_join_element_wise(*parts, "")
         if isinstance(lines, pa.ChunkedArray):
             lines = lines.combine_chunks()
-        offsets = lines.offsets
-        first, last = offsets[0].as_py(), offsets[-1].as_py()
-        data = lines.buffers()[2]
-        if data is not None:
-            self._file.write(memoryview(data)[first:last])
+        _validity, offsets_buf, data = lines.buffers()
+        if data is None or offsets_buf is None or len(lines) == 0:
+            return
+        offsets = np.frombuffer(offsets_buf, dtype=np.int32)
+        first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+        self._file.write(memoryview(data)[first:last])
 
     def close(self) -> None:
         self._file.close()
