@@ -58,14 +58,19 @@ def parse_day(value: str | None, flag: str) -> date | None:
 
 def summary_table(report: RunReport) -> Table:
     """Per step: status, rows in/out/quarantined, seconds, tables and versions written."""
-    table = Table(title=f"run {report.run_id} ({report.engine})", title_justify="left")
+    table = Table(
+        title=f"run {report.run_id} ({report.engine})",
+        title_justify="left",
+        caption="quar. = rows quarantined (bronze: unparseable lines; silver: failed drop rules)",
+        caption_justify="left",
+    )
     for col, justify in (
         ("step", "left"),
         ("status", "left"),
         ("rows in", "right"),
         ("rows out", "right"),
-        ("quarantined", "right"),
-        ("seconds", "right"),
+        ("quar.", "right"),
+        ("secs", "right"),
         ("tables (version)", "left"),
     ):
         table.add_column(col, justify=justify, no_wrap=col != "tables (version)")  # type: ignore[arg-type]
