@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from medallion_lakehouse.cli.main import app
+import medallion_lakehouse.cli.generate  # noqa: F401  (registers generate/explore)
+from medallion_lakehouse.cli.app import app
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.generate import (
     MANIFEST_NAME,

@@ -7,8 +7,10 @@ report reuses it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from medallion_lakehouse.errors import MedallionError
@@ -105,8 +106,8 @@ def _batches(path: Path) -> tuple[str, list[str], Any]:
         names = pf.schema_arrow.names
         return "parquet", names, pf.iter_batches(batch_size=1_000_000)
     if suffix in (".jsonl", ".json", ".ndjson"):
-        table = pajson.read_json(path)  # JSON lines: read whole (no streaming reader in Arrow)
-        return "jsonl", table.column_names, table.to_batches(max_chunksize=1_000_000)
+        names = _jsonl_columns(path)
+        return "jsonl", names, _jsonl_batches(path, names)
     with path.open("rb") as fh:
         header = fh.readline().decode("utf-8", errors="replace").strip()
     names = [c.strip().strip('"') for c in header.split(",")]
@@ -123,6 +124,40 @@ def _batches(path: Path) -> tuple[str, list[str], Any]:
     return "csv", names, reader
 
 
+def _jsonl_columns(path: Path) -> list[str]:
+    """Keys of the first JSON object: the columns (later extra keys are ignored)."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                return list(json.loads(line))
+    return []
+
+
+def _jsonl_batches(path: Path, names: list[str], size: int = 200_000) -> Iterator[pa.RecordBatch]:
+    """JSON lines as string batches. Arrow's JSON reader refuses a column that mixes numbers
+    and strings (`2` and `two`), which is exactly what dirty feeds send, so parse in Python with
+    numbers kept as their literal text."""
+    rows: list[dict[str, Any]] = []
+
+    def batch() -> pa.RecordBatch:
+        cols = {n: pa.array([r.get(n) for r in rows], pa.string()) for n in names}
+        return pa.RecordBatch.from_pydict(cols)
+
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            record = json.loads(line, parse_float=str, parse_int=str)
+            rows.append(
+                {k: v if v is None or isinstance(v, str) else str(v) for k, v in record.items()}
+            )
+            if len(rows) == size:
+                yield batch()
+                rows = []
+    if rows:
+        yield batch()
+
+
 def explore_file(path: str | Path) -> ExploreResult:
     """Profile a landing file (csv, jsonl, parquet): counts, nulls, shapes, totals."""
     p = Path(path)
@@ -132,7 +167,7 @@ def explore_file(path: str | Path) -> ExploreResult:
         )
     try:
         fmt, names, batches = _batches(p)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise ExploreError(f"Cannot read {p}: {exc}") from exc
 
     rows = 0
