@@ -164,8 +164,8 @@ def generate_command(
                 opts, target, overwrite=overwrite, progress=lambda n: bar.advance(task, n)
             )
         seconds = time.perf_counter() - began
-        if json_out:
-            emit_json(manifest.to_dict())
+        if json_out:  # the manifest, plus how long this run took (not stored in the file)
+            emit_json({**manifest.to_dict(), "elapsed_seconds": round(seconds, 3)})
             return
         console.print(manifest_table(manifest))
         rate = manifest.rows / seconds if seconds > 0 else 0.0
