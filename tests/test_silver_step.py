@@ -1,0 +1,393 @@
+"""The silver step on real lakes: seed data, late batches, corrections, gate, refresh, audit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from typer.testing import CliRunner
+
+from medallion_lakehouse.bronze.ingest import ingest
+from medallion_lakehouse.cli.main import app
+from medallion_lakehouse.config import load_settings
+from medallion_lakehouse.errors import QualityGateError
+from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
+from medallion_lakehouse.silver import step
+from medallion_lakehouse.silver.audit import audit
+from medallion_lakehouse.storage.delta import CommitInfo
+from medallion_lakehouse.storage.lake import Lake
+
+SEED_DIR = Path(
+    os.environ.get("MEDALLION_SEED_DATA")
+    or Path(__file__).resolve().parents[2] / "shared" / "seed-data"
+)
+HEADER = [
+    "sale_id",
+    "sale_date",
+    "store_id",
+    "customer_id",
+    "product",
+    "quantity",
+    "price",
+    "total",
+    "status",
+]
+LINEAGE = ("_batch_id", "_source_file", "_source_line", "_ingested_at")
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Iterator[Lake]:
+    (tmp_path / "data" / "landing").mkdir(parents=True)
+    with Lake(load_settings(tmp_path)) as lk:
+        yield lk
+
+
+def land(lake: Lake, name: str, rows: list[dict[str, Any]] | Path) -> Path:
+    """Put a CSV in the landing folder (rows as dicts with HEADER keys, or a file to copy)."""
+    path = Path(lake.settings.landing_path) / name
+    if isinstance(rows, Path):
+        path.write_bytes(rows.read_bytes())
+        return path
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HEADER)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in HEADER})
+    return path
+
+
+def sale(
+    sale_id: str, sale_date: str = "2025-01-10", status: str = "Completed", **kw: Any
+) -> dict[str, Any]:
+    return {
+        "sale_id": sale_id,
+        "sale_date": sale_date,
+        "store_id": "NW-7",
+        "customer_id": "c-" + sale_id,
+        "product": "Laptop",
+        "quantity": "1",
+        "price": "10.00",
+        "total": "10.00",
+        "status": status,
+        **kw,
+    }
+
+
+def ingest_and_run(lake: Lake, *names: Path, **ctx: Any) -> StepResult:
+    ingest(lake, run_id=new_run_id(), files=list(names))
+    return step.run(lake, StepContext(run_id=new_run_id(), **ctx))
+
+
+def silver_rows(lake: Lake) -> dict[str, dict[str, Any]]:
+    return {r["sale_id"]: r for r in lake.read_arrow("silver/sales").to_pylist()}
+
+
+def content(lake: Lake, drop: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+    """Silver as a sorted list of rows (optionally without some columns)."""
+    rows = lake.read_arrow("silver/sales").to_pylist()
+    return sorted(tuple((k, v) for k, v in r.items() if k not in drop) for r in rows)
+
+
+def assert_audit_ok(lake: Lake) -> Any:
+    report = audit(lake)
+    assert report.violations == []
+    return report
+
+
+# -- seed data ------------------------------------------------------------------------------
+@pytest.fixture
+def seed_lake(lake: Lake) -> Lake:
+    ingest_and_run(lake, land(lake, "a_raw_sales.csv", SEED_DIR / "raw_sales.csv"))
+    return lake
+
+
+def read_seed(name: str) -> list[dict[str, str]]:
+    with (SEED_DIR / name).open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_seed_stores_prices_and_conservation(seed_lake: Lake) -> None:
+    silver = seed_lake.read_arrow("silver/sales")
+    stores = set(silver.column("store_id").to_pylist())
+    # The issue's figure: 180 canonical stores (the original notebook's cleaning left 279).
+    assert len(stores) == 180
+    assert all(re.fullmatch(r"NW-\d{3}", s) for s in stores)
+    # The seed's README: 237 empty prices, each imputed as round(total / quantity, 2).
+    imputed = silver.filter(silver.column("price_imputed")).to_pylist()
+    assert len(imputed) == 237
+    for row in imputed:
+        expected = (row["total"] / row["quantity"]).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert row["unit_price"] == expected
+    # 139 empty statuses become 'unknown'.
+    assert pc.sum(pc.equal(silver.column("status"), "unknown")).as_py() == 139
+    report = assert_audit_ok(seed_lake)
+    assert report.current + report.superseded + report.quarantined == 5000
+    assert report.bronze_rows == 5000
+    assert report.silver_rows == report.current
+
+
+def test_seed_late_batch_is_merged_and_marked(seed_lake: Lake) -> None:
+    raw_newest = max(date.fromisoformat(r["sale_date"]) for r in read_seed("raw_sales.csv"))
+    late = read_seed("late_sales.csv")
+    expected_late = sum(date.fromisoformat(r["sale_date"]) < raw_newest for r in late)
+    months = sorted({r["sale_date"][:7] for r in late})
+
+    ingest(
+        seed_lake,
+        run_id="ingest",
+        files=[land(seed_lake, "b_late.csv", SEED_DIR / "late_sales.csv")],
+    )
+    run_id = new_run_id()
+    result = step.run(seed_lake, StepContext(run_id=run_id))
+    assert result.metrics["affected_months"] == months  # only the late rows' months
+    silver = seed_lake.read_arrow("silver/sales")
+    assert silver.num_rows == 5500
+    extra = silver.filter(pc.equal(silver.column("product"), "Extra Batch Product"))
+    assert extra.num_rows == 500
+    assert pc.sum(extra.column("is_late")).as_py() == expected_late
+    assert pc.sum(silver.column("is_late")).as_py() == expected_late  # first batch: none late
+    quality = {
+        q["rule"]: q
+        for q in seed_lake.read_arrow("_meta/quality").to_pylist()
+        if q["run_id"] == run_id
+    }
+    assert (
+        quality["product_in_catalogue"]["severity"],
+        quality["product_in_catalogue"]["rows_failed"],
+    ) == ("warn", 500)
+    assert_audit_ok(seed_lake)
+
+
+# -- corrections and duplicates -------------------------------------------------------------
+def test_correction_replaces_old_version_also_across_months(lake: Lake) -> None:
+    first = land(lake, "f1.csv", [sale("S1", status="Pending"), sale("S2"), sale("S3")])
+    ingest_and_run(lake, first)
+    second = land(
+        lake,
+        "f2.csv",
+        [sale("S1", status="Completed"), sale("S2", sale_date="2025-03-05", status="Returned")],
+    )
+    result = ingest_and_run(lake, second)
+    rows = silver_rows(lake)
+    assert set(rows) == {"S1", "S2", "S3"}
+    assert rows["S1"]["status"] == "completed"
+    assert (rows["S2"]["sale_month"], rows["S2"]["status"]) == ("2025-03", "returned")
+    # Both the old month and the new one were rebuilt, and the old version left January.
+    assert result.metrics["affected_months"] == ["2025-01", "2025-03"]
+    january = lake.read_arrow("silver/sales").filter(
+        pc.equal(lake.read_arrow("silver/sales").column("sale_month"), "2025-01")
+    )
+    assert sorted(january.column("sale_id").to_pylist()) == ["S1", "S3"]
+    report = assert_audit_ok(lake)
+    assert (report.current, report.superseded) == (3, 2)
+
+
+def test_same_file_later_line_wins(lake: Lake) -> None:
+    ingest_and_run(
+        lake, land(lake, "f.csv", [sale("S1", status="Pending"), sale("S1", status="Cancelled")])
+    )
+    assert silver_rows(lake)["S1"]["status"] == "cancelled"
+
+
+def test_exact_duplicates_collapse(lake: Lake) -> None:
+    row = {k: v for k, v in sale("", status="Completed").items() if k != "sale_id"}
+    ingest_and_run(lake, land(lake, "f1.csv", [row, row, {**row, "customer_id": "other"}]))
+    ingest_and_run(lake, land(lake, "f2.csv", [row]))
+    rows = silver_rows(lake)
+    assert len(rows) == 2
+    assert all(s.startswith("h-") for s in rows)
+    report = assert_audit_ok(lake)
+    assert (report.current, report.superseded) == (2, 2)
+
+
+def test_older_version_arriving_later_still_wins_by_arrival(lake: Lake) -> None:
+    # "Latest" means latest to arrive, not latest sale_date: a re-sent sale moves back in time.
+    ingest_and_run(lake, land(lake, "f1.csv", [sale("S1", sale_date="2025-05-01")]))
+    ingest_and_run(lake, land(lake, "f2.csv", [sale("S1", sale_date="2025-04-01")]))
+    row = silver_rows(lake)["S1"]
+    assert (row["sale_month"], row["is_late"]) == ("2025-04", True)
+
+
+# -- quarantine and the quality gate ----------------------------------------------------------
+def test_quarantine_keeps_rows_as_received_with_rule(lake: Lake) -> None:
+    good = [sale(f"S{i}") for i in range(9)]
+    bad = sale("B1", store_id="NW-XX")
+    result = ingest_and_run(lake, land(lake, "f.csv", [*good, bad]))
+    assert (result.rows_in, result.rows_quarantined) == (10, 1)
+    q = lake.read_arrow("silver/sales_quarantine").to_pylist()
+    assert len(q) == 1
+    assert (q[0]["store_id"], q[0]["rule"], q[0]["_source_line"]) == ("NW-XX", "store_id_valid", 10)
+    assert q[0]["reason"]
+    assert "B1" not in silver_rows(lake)
+    assert assert_audit_ok(lake).quarantined == 1
+
+
+def test_quality_gate_stops_before_any_silver_commit(lake: Lake) -> None:
+    rows = [sale("S1"), sale("S2"), sale("B1", quantity="0"), sale("B2", quantity="zero")]
+    path = land(lake, "f.csv", rows)
+    ingest(lake, run_id=new_run_id(), files=[path])
+    run_id = new_run_id()
+    with pytest.raises(
+        QualityGateError, match=r"2 of 4 rows \(50.0%\).*f\.csv.*quarantine_fail_share=20%"
+    ):
+        step.run(lake, StepContext(run_id=run_id))
+    assert lake.version("silver/sales") is None
+    assert lake.read_arrow("silver/sales_quarantine").num_rows == 0
+    assert lake.read_arrow("_meta/silver_batches").num_rows == 0
+    quality = {
+        q["rule"]: q for q in lake.read_arrow("_meta/quality").to_pylist() if q["run_id"] == run_id
+    }
+    assert quality["quarantine_share"]["rows_failed"] == 4
+    assert quality["quantity_positive_integer"]["rows_failed"] == 2
+    assert all(q["rows_checked"] == 4 for q in quality.values())
+    # Raising the threshold lets the same batch through.
+    with Lake(load_settings(lake.settings.workspace, quarantine_fail_share=0.5)) as relaxed:
+        result = step.run(relaxed, StepContext(run_id=new_run_id()))
+        assert (result.rows_out, result.rows_quarantined) == (2, 2)
+        assert_audit_ok(relaxed)
+
+
+# -- refresh, idempotence, ranges ----------------------------------------------------------------
+def test_rerun_is_a_no_op_and_full_refresh_gives_the_same_content(lake: Lake) -> None:
+    f1 = land(
+        lake,
+        "f1.csv",
+        [sale("S1", status="Pending"), sale("S2", sale_date="2025-02-01"), sale("B", store_id="")],
+    )
+    f2 = land(
+        lake, "f2.csv", [sale("S1", sale_date="2025-03-01"), sale("S3", sale_date="2025-01-05")]
+    )
+    ingest(lake, run_id=new_run_id(), files=[f1])
+    with Lake(load_settings(lake.settings.workspace, quarantine_fail_share=0.5)) as lk:
+        step.run(lk, StepContext(run_id=new_run_id()))
+        ingest(lk, run_id=new_run_id(), files=[f2])
+        step.run(lk, StepContext(run_id=new_run_id()))
+        incremental = content(lk)
+        quarantine = lk.read_arrow("silver/sales_quarantine").num_rows
+        version = lk.version("silver/sales")
+        again = step.run(lk, StepContext(run_id=new_run_id()))
+        assert again.status == "skipped"
+        assert lk.version("silver/sales") == version
+        full = step.run(lk, StepContext(run_id=new_run_id(), full_refresh=True))
+        assert content(lk) == incremental  # is_late included: watermarks come from bronze order
+        assert lk.read_arrow("silver/sales_quarantine").num_rows == quarantine
+        assert set(full.metrics["affected_months"]) == {"2025-01", "2025-02", "2025-03"}
+        step.run(lk, StepContext(run_id=new_run_id(), full_refresh=True))
+        assert content(lk) == incremental
+        assert lk.read_arrow("_meta/silver_batches").num_rows == 2
+        assert_audit_ok(lk)
+
+
+def test_date_range_reprocesses_only_its_months(lake: Lake) -> None:
+    f1 = land(
+        lake,
+        "f1.csv",
+        [
+            sale("S1", sale_date="2025-01-10"),
+            sale("S2", sale_date="2025-02-10"),
+            sale("S3", sale_date="2025-04-10"),
+        ],
+    )
+    f2 = land(lake, "f2.csv", [sale("S2", sale_date="2025-03-10", status="Returned")])
+    ingest_and_run(lake, f1)
+    ingest_and_run(lake, f2)
+    before = content(lake)
+    result = step.run(
+        lake,
+        StepContext(run_id=new_run_id(), date_from=date(2025, 2, 15), date_to=date(2025, 2, 20)),
+    )
+    # February is in range; S2's older version lives there, its current one in March.
+    assert result.metrics["affected_months"] == ["2025-02", "2025-03"]
+    assert content(lake) == before
+    changes = lake.read_arrow("_meta/silver_changes").to_pylist()
+    assert {c["sale_month"] for c in changes if c["mode"] == "range"} == {"2025-02", "2025-03"}
+    assert_audit_ok(lake)
+
+
+# -- audit ---------------------------------------------------------------------------------
+def test_audit_reports_pending_and_catches_violations(lake: Lake) -> None:
+    ingest_and_run(lake, land(lake, "f1.csv", [sale("S1"), sale("S2"), sale("S3")]))
+    ingest(lake, run_id=new_run_id(), files=[land(lake, "f2.csv", [sale("S4")])])
+    report = assert_audit_ok(lake)
+    assert (report.pending_rows, len(report.pending_batches), report.bronze_rows) == (1, 1, 3)
+
+    lake.delete_where("silver/sales", "sale_id = 'S2'", commit=CommitInfo("t", "test"))
+    report = audit(lake)
+    assert len(report.violations) == 1
+    assert "1 processed bronze record(s) are neither in silver" in report.violations[0]
+    assert "_source_line=2" in report.violations[0]
+    result = CliRunner().invoke(app, ["audit", "-w", str(lake.settings.workspace)])
+    assert result.exit_code == 1
+    assert "neither in silver" in result.output
+
+
+def test_audit_catches_a_record_in_two_places(lake: Lake) -> None:
+    ingest_and_run(lake, land(lake, "f1.csv", [sale("S1"), sale("S2")]))
+    silver = lake.read_arrow("silver/sales")
+    q = silver.filter(pc.equal(silver.column("sale_id"), "S1")).to_pylist()[0]
+    row = {c: None for c in lake.contract("silver/sales_quarantine").column_names}
+    row.update(
+        {k: q[k] for k in LINEAGE}, _source_file_sha256="x", rule="r", reason="why", run_id="t"
+    )
+    import pyarrow as pa
+
+    lake.write_arrow(
+        "silver/sales_quarantine",
+        pa.Table.from_pylist([row], schema=lake.contract("silver/sales_quarantine").schema),
+        commit=CommitInfo("t", "test"),
+    )
+    violations = audit(lake).violations
+    assert any("more than one place" in v for v in violations)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def test_cli_silver_and_quality_json(lake: Lake) -> None:
+    ws = str(lake.settings.workspace)
+    land(lake, "f1.csv", [sale("S1"), sale("S2", product=" tablet ")])
+    ingest(lake, run_id=new_run_id())
+    runner = CliRunner()
+    out = runner.invoke(app, ["silver", "-w", ws, "--json"])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.output)
+    assert payload["rows_out"] == 2
+    quality = runner.invoke(app, ["quality", "-w", ws, "--json"])
+    assert quality.exit_code == 0, quality.output
+    rules = {r["rule"]: r for r in json.loads(quality.output)}
+    assert rules["product_in_catalogue"]["rows_failed"] == 0
+    assert all(r["run_id"] == payload["run_id"] for r in rules.values())
+    assert runner.invoke(app, ["audit", "-w", ws]).exit_code == 0
+
+
+# -- crash safety --------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["silver.before_commit", "silver.before_ledger"])
+def test_crash_then_rerun_completes_without_duplicates(lake: Lake, point: str) -> None:
+    ingest(
+        lake,
+        run_id=new_run_id(),
+        files=[land(lake, "f1.csv", [sale(f"S{i}") for i in range(8)] + [sale("B", quantity="0")])],
+    )
+    ws = str(lake.settings.workspace)
+    env = {**os.environ, "MEDALLION_FAULT": point}
+    crashed = subprocess.run(
+        [sys.executable, "-m", "medallion_lakehouse", "silver", "-w", ws],
+        env=env,
+        capture_output=True,
+    )
+    assert crashed.returncode == -9
+    result = step.run(lake, StepContext(run_id=new_run_id()))
+    assert result.status == "ok"
+    assert lake.read_arrow("silver/sales_quarantine").num_rows == 1
+    assert len(silver_rows(lake)) == 8
+    assert_audit_ok(lake)
