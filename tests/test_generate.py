@@ -430,3 +430,66 @@ def test_cli_generate_defaults_to_the_workspace_landing_folder(tmp_path: Path) -
 def test_cli_generate_rejects_a_bad_format(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["generate", "--format", "xml", "--out", str(tmp_path)])
     assert result.exit_code == 2
+
+
+# -- churn is learnable, but not trivially ----------------------------------------------------
+def _churn_frame(df: pd.DataFrame, cutoff: str, horizon: int = 90) -> pd.DataFrame:
+    """Customer features from sales up to `cutoff`; label: no completed sale in the horizon."""
+    t = pd.Timestamp(cutoff)
+    past = df[df.date <= t]
+    completed = past[past.completed]
+    feats = pd.DataFrame(
+        {
+            "first": past.groupby("customer_id").date.min(),
+            "return_rate": past.groupby("customer_id").returned.mean(),
+            "last": completed.groupby("customer_id").date.max(),
+            "frequency": completed.groupby("customer_id").size(),
+        }
+    )
+    feats["recency"] = (t - feats["last"].fillna(feats["first"])).dt.days
+    feats["tenure"] = (t - feats["first"]).dt.days
+    feats["rate"] = feats.frequency.fillna(0) / feats.tenure.clip(lower=7)
+    for days in (30, 90):
+        recent = completed[completed.date > t - pd.Timedelta(days=days)].groupby("customer_id")
+        feats[f"spend_{days}"] = recent.amount.sum()
+        feats[f"orders_{days}"] = recent.size()
+    future = df[(df.date > t) & (df.date <= t + pd.Timedelta(days=horizon)) & df.completed]
+    feats["churned"] = ~feats.index.isin(future.customer_id.unique())
+    return feats.drop(columns=["first", "last"]).fillna(0)
+
+
+@pytest.mark.slow
+def test_churn_beats_recency_out_of_time_without_being_trivial(tmp_path: Path) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+
+    opts = small(
+        rows=1_000_000,
+        customers=20_000,
+        late_fraction=0,
+        update_fraction=0,
+        duplicate_fraction=0,
+        invalid_fraction=0,
+    )
+    m = generate(opts, tmp_path)
+    df = read(tmp_path / m.files[0].name)
+    status = df.status.str.strip().str.lower()
+    df = pd.DataFrame(
+        {
+            "customer_id": df.customer_id,
+            "date": pd.to_datetime(df.sale_date),
+            "amount": df.total.astype(float),
+            "completed": status == "completed",
+            "returned": status == "returned",
+        }
+    )
+    train, test = _churn_frame(df, "2025-06-01"), _churn_frame(df, "2025-09-01")
+    columns = ["recency", "rate", "return_rate", "spend_30", "spend_90", "orders_30", "orders_90"]
+    model = RandomForestClassifier(200, min_samples_leaf=50, n_jobs=2, random_state=0)
+    model.fit(train[columns], train.churned)
+    auc = roc_auc_score(test.churned, model.predict_proba(test[columns])[:, 1])
+    baseline = roc_auc_score(test.churned, test.recency)
+    assert 0.1 < test.churned.mean() < 0.5
+    assert baseline < 0.95, "recency alone must not solve it"
+    assert auc > baseline + 0.005, (auc, baseline)
+    assert auc < 0.97, auc
