@@ -113,14 +113,21 @@ def funnel(lake: Lake, *, runs: int = 12) -> pd.DataFrame | None:
     frame["run_id"] = frame["run_id"].fillna(frame["_batch_id"])
     counts = ["bronze", "silver", "quarantined", "rejected_lines"]
     frame[counts] = frame[counts].fillna(0).astype("int64")
+    # A batch silver has not processed yet is "not processed", not "superseded".
+    ledger = read(lake, "_meta/silver_batches")
+    if ledger is not None and "batch_id" in ledger.columns:
+        done = set(to_pandas(lake, ledger.select("batch_id")).batch_id)
+        processed = frame["_batch_id"].isin(done)
+    else:
+        processed = pd.Series(lake.version("silver/sales") is not None, index=frame.index)
+    frame["not_processed"] = frame["bronze"].where(~processed, 0)
+    frame["superseded"] = (frame["bronze"] - frame["silver"] - frame["quarantined"]).where(
+        processed, 0
+    )
+    totals = [*counts, "superseded", "not_processed"]
     per_run = frame.groupby("run_id", as_index=False).agg(
-        files=("_batch_id", "nunique"), **{c: (c, "sum") for c in counts}
+        files=("_batch_id", "nunique"), **{c: (c, "sum") for c in totals}
     )
-    silver_done = lake.version("silver/sales") is not None
-    per_run["superseded"] = (
-        per_run["bronze"] - per_run["silver"] - per_run["quarantined"] if silver_done else 0
-    )
-    per_run["not_processed"] = 0 if silver_done else per_run["bronze"]
     return per_run.sort_values("run_id").tail(runs).reset_index(drop=True)
 
 
