@@ -84,3 +84,18 @@ def test_cli_explore_prints_tables_and_json(seed_dir: Path) -> None:
     assert json.loads(as_json.stdout)["rows"] == 5_000
     missing = runner.invoke(app, ["explore", "/nonexistent.csv"])
     assert missing.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("broken.csv", "a,b\n1,2\n1,2,3\n"),
+        ("broken.jsonl", '{"a": "1"}\n{"a": \n'),
+    ],
+    ids=["csv-field-count", "jsonl-truncated"],
+)
+def test_explore_reports_unreadable_files(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ExploreError, match="Cannot read"):
+        explore_file(path)

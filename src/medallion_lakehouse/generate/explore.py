@@ -158,6 +158,14 @@ def _jsonl_batches(path: Path, names: list[str], size: int = 200_000) -> Iterato
         yield batch()
 
 
+def _guarded(path: Path, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Batches, with a parse error half-way through reported as an ExploreError."""
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise ExploreError(f"Cannot read {path}: {exc}") from exc
+
+
 def explore_file(path: str | Path) -> ExploreResult:
     """Profile a landing file (csv, jsonl, parquet): counts, nulls, shapes, totals."""
     p = Path(path)
@@ -178,7 +186,7 @@ def explore_file(path: str | Path) -> ExploreResult:
     tp = TotalsProfile()
     hist = np.zeros(len(TOTAL_EDGES), dtype=np.int64)
     t_sum, t_min, t_max = 0.0, np.inf, -np.inf
-    for batch in batches:
+    for batch in _guarded(p, batches):
         rows += batch.num_rows
         for name in batch.schema.names:
             col = batch.column(name)
