@@ -15,7 +15,7 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver import transform
-from medallion_lakehouse.silver.rules import DROP_RULES, RULES, BatchShare, gate
+from medallion_lakehouse.silver.rules import DROP_RULES, RULES, BatchShare, gate, reason_of
 
 
 @pytest.fixture(scope="module")
@@ -253,10 +253,11 @@ def test_drop_rule_attribution(
     engine: DuckDBEngine, changes: dict[str, Any], rule: str | None
 ) -> None:
     parsed = transform.parse(bronze_rows(engine, [changes]))
-    got = engine.to_arrow(parsed.select("_drop_rule", "_drop_reason")).to_pylist()[0]
-    assert got["_drop_rule"] == rule
+    got = engine.to_arrow(parsed.select("_drop_rule", reason=reason_of(parsed._drop_rule)))
+    row = got.to_pylist()[0]
+    assert row["_drop_rule"] == rule
     if rule is not None:
-        assert got["_drop_reason"] == next(r.description for r in RULES if r.name == rule)
+        assert row["reason"] == next(r.description for r in RULES if r.name == rule)
 
 
 REPAIR_CASES = [

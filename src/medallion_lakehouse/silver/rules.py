@@ -120,10 +120,15 @@ def get_rule(name: str) -> Rule:
     raise KeyError(name)
 
 
-def first_failed(t: ir.Table, column: str) -> ir.StringValue:
-    """Name (`column="name"`) or reason (`"description"`) of the first drop rule a row breaks."""
+def first_failed(t: ir.Table) -> ir.StringValue:
+    """Name of the first drop rule a row breaks, NULL when it breaks none."""
+    return ibis.cases(*((r.failed(t), r.name) for r in DROP_RULES), else_=ibis.null("string"))
+
+
+def reason_of(rule_name: ir.StringValue) -> ir.StringValue:
+    """The reason in words of a rule given its name."""
     return ibis.cases(
-        *((r.failed(t), getattr(r, column)) for r in DROP_RULES), else_=ibis.null("string")
+        *((rule_name == r.name, r.description) for r in RULES), else_=ibis.null("string")
     )
 
 

@@ -155,8 +155,40 @@ def _gate_message(
     )
 
 
+class _Caches:
+    """Tables materialised on the engine for the length of a run, released at its end."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.tables: list[ir.Table] = []
+
+    def __call__(self, expr: ir.Table) -> ir.Table:
+        cached = expr.cache()
+        self.tables.append(cached)
+        return cached
+
+    def release(self) -> None:
+        for table in self.tables:
+            name = table.op().name
+            try:
+                table.release()
+            except Exception:
+                # ibis 12 with sqlglot 30 renders DuckDB's DROP without the table name; the
+                # failed release has already detached ibis' finalizer, so drop it by hand.
+                self.lake.engine.backend.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
+        self.tables.clear()
+
+
 def run(lake: Lake, ctx: StepContext) -> StepResult:
     """Process the pending bronze batches (or all of bronze, or a sale-date range) into silver."""
+    caches = _Caches(lake)
+    try:
+        return _run(lake, ctx, caches)
+    finally:
+        caches.release()
+
+
+def _run(lake: Lake, ctx: StepContext, cache: _Caches) -> StepResult:
     started = time.perf_counter()
     now = datetime.now(UTC)
     commit = ctx.commit(STEP)
@@ -180,7 +212,11 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     ctx.report(0, 4, "silver: checking rules")
     bronze = lake.read(BRONZE_SALES.name)
     new_ids = [b.batch_id for b in pending]
-    new_parsed = transform.parse(bronze.filter(bronze._batch_id.isin(new_ids))) if new_ids else None
+    # Materialised once: the rules, the quarantine and the rebuild all read it (and compiling
+    # the parse expression again for each of them costs seconds).
+    new_parsed = (
+        cache(transform.parse(bronze.filter(bronze._batch_id.isin(new_ids)))) if new_ids else None
+    )
 
     # -- rules and the quality gate, before anything is committed ---------------------------
     stats = _batch_stats(lake, new_parsed) if new_parsed is not None else []
@@ -219,7 +255,7 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     else:
         assert new_parsed is not None
         fresh = transform.typed(new_parsed)
-    fresh = transform.with_lateness(fresh, wm_table).mutate(_priority=1)
+    fresh = cache(transform.with_lateness(fresh, wm_table).mutate(_priority=1))
 
     # -- affected months and the rebuild --------------------------------------------------------
     ctx.report(1, 4, "silver: finding affected months")
@@ -229,17 +265,13 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
         rebuild = transform.latest(fresh)
         months = _distinct(lake, fresh.sale_month)
     else:
-        older = existing.filter(existing.sale_id.isin(fresh.sale_id))
-        months = sorted(
-            set(_distinct(lake, fresh.sale_month)) | set(_distinct(lake, older.sale_month))
+        touched = fresh.select("sale_month").union(
+            existing.filter(existing.sale_id.isin(fresh.sale_id)).select("sale_month")
         )
         if ranged:
-            months = sorted(
-                set(months)
-                | set(
-                    _distinct(lake, existing.filter(existing.sale_date.between(lo, hi)).sale_month)
-                )
-            )
+            in_range = existing.filter(existing.sale_date.between(lo, hi))
+            touched = touched.union(in_range.select("sale_month"))
+        months = _distinct(lake, touched.sale_month)
         kept = existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
         rebuild = transform.latest(kept.union(fresh.select(*kept.columns)))
 

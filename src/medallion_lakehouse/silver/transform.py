@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.silver.rules import ROW_RULES, first_failed
+from medallion_lakehouse.silver.rules import ROW_RULES, first_failed, reason_of
 
 PRIORITY = "_priority"  # on equal lineage, a freshly computed row (1) beats a stored one (0)
 # Columns that order the versions of one sale_id, latest first.
@@ -32,9 +32,7 @@ def parse(bronze: ir.Table) -> ir.Table:
         p_price=std.amount(bronze.price, std.PRICE_TYPE),
         p_total=std.amount(bronze.total, std.TOTAL_TYPE),
     )
-    return parsed.mutate(
-        _drop_rule=first_failed(parsed, "name"), _drop_reason=first_failed(parsed, "description")
-    )
+    return parsed.mutate(_drop_rule=first_failed(parsed))
 
 
 def rule_failures(parsed: ir.Table) -> dict[str, ir.IntegerValue]:
@@ -57,7 +55,7 @@ def quarantine(parsed: ir.Table, run_id: str) -> ir.Table:
     """Rows that broke a drop rule, as received, with lineage, rule and reason."""
     bad = parsed.filter(parsed._drop_rule.notnull())
     return bad.mutate(
-        rule=bad._drop_rule, reason=bad._drop_reason, run_id=ibis.literal(run_id)
+        rule=bad._drop_rule, reason=reason_of(bad._drop_rule), run_id=ibis.literal(run_id)
     ).select(*SILVER_QUARANTINE.column_names)
 
 
