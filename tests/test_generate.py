@@ -493,3 +493,15 @@ def test_churn_beats_recency_out_of_time_without_being_trivial(tmp_path: Path) -
     assert baseline < 0.95, "recency alone must not solve it"
     assert auc > baseline + 0.005, (auc, baseline)
     assert auc < 0.97, auc
+
+
+def test_a_failure_leaves_no_partial_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medallion_lakehouse.generate.generator as generator
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(generator, "render", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate(small(rows=3_000, files=2), tmp_path)
+    assert list(tmp_path.iterdir()) == []

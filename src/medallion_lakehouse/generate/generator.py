@@ -156,7 +156,7 @@ def _chunks(total: int, size: int) -> Iterator[int]:
         total -= size
 
 
-def _prepare_folder(out_dir: Path, fmt: str, overwrite: bool) -> None:
+def _prepare_folder(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted(
         p for p in out_dir.iterdir() if p.name == MANIFEST_NAME or p.name.startswith("sales_")
@@ -183,7 +183,7 @@ def generate(
     """
     opts = options.resolved()
     out = Path(out_dir)
-    _prepare_folder(out, opts.format, overwrite)
+    _prepare_folder(out, overwrite)
     pop = build_population(opts)
     tables = build_code_tables(pop)
     plans = plan_files(opts, pop)
@@ -260,7 +260,11 @@ def generate(
             stats.append(fs)
         background.finish()
     except BaseException:
-        background.finish()
+        try:
+            background.finish()
+        finally:  # leave no half-written files behind
+            for plan in plans:
+                (out / f".{plan.name}.tmp").unlink(missing_ok=True)
         raise
     for plan in plans:
         (out / f".{plan.name}.tmp").replace(out / plan.name)
