@@ -19,6 +19,7 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.silver import transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
+from medallion_lakehouse.silver.step import EngineCache
 from medallion_lakehouse.storage.lake import Lake
 
 
@@ -84,6 +85,14 @@ def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Tab
 
 def audit(lake: Lake) -> AuditReport:
     """Check conservation and uniqueness; the report lists every violation in words."""
+    cache = EngineCache(lake)
+    try:
+        return _audit(lake, cache)
+    finally:
+        cache.release()
+
+
+def _audit(lake: Lake, cache: EngineCache) -> AuditReport:
     engine = lake.engine
     report = AuditReport()
     processed = sorted(
@@ -100,7 +109,7 @@ def audit(lake: Lake) -> AuditReport:
         )
     done = bronze.filter(bronze._batch_id.isin(processed or [""]))
 
-    flags = classify(done, silver, quarantine)
+    flags = cache(classify(done, silver, quarantine))
     places = flags.in_silver + flags.superseded + flags.in_quarantine
     summary = engine.to_arrow(
         flags.aggregate(

@@ -155,7 +155,7 @@ def _gate_message(
     )
 
 
-class _Caches:
+class EngineCache:
     """Tables materialised on the engine for the length of a run, released at its end."""
 
     def __init__(self, lake: Lake) -> None:
@@ -181,14 +181,14 @@ class _Caches:
 
 def run(lake: Lake, ctx: StepContext) -> StepResult:
     """Process the pending bronze batches (or all of bronze, or a sale-date range) into silver."""
-    caches = _Caches(lake)
+    caches = EngineCache(lake)
     try:
         return _run(lake, ctx, caches)
     finally:
         caches.release()
 
 
-def _run(lake: Lake, ctx: StepContext, cache: _Caches) -> StepResult:
+def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     started = time.perf_counter()
     now = datetime.now(UTC)
     commit = ctx.commit(STEP)
