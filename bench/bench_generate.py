@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -65,7 +66,10 @@ def main() -> int:
         sys.stderr.write(proc.stderr)
         return proc.returncode
     # ru_maxrss of waited-for children: kilobytes on Linux. Only this child has run.
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_mb = usage.ru_maxrss / 1024
+    # CPU seconds of the child: a figure that holds up when other jobs share the machine.
+    cpu_seconds = usage.ru_utime + usage.ru_stime
     manifest = json.loads(proc.stdout)
     lines = manifest["totals"]["rows"]
     size = sum(p.stat().st_size for p in out.iterdir() if p.name.startswith("sales_"))
@@ -79,6 +83,8 @@ def main() -> int:
         "rows_per_s": round(lines / seconds),
         "generate_rows_per_s": round(lines / generating),
         "mb_per_s": round(size / 1e6 / seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "bytes_written": size,
         "peak_rss_mb": round(peak_mb, 1),
         "meets_speed_target": lines / seconds >= TARGET_ROWS_PER_S,
@@ -95,6 +101,7 @@ def main() -> int:
             f"generate --rows {args.rows:,} --format {args.format}: {lines:,} rows, "
             f"{size / 1e6:,.0f} MB in {seconds:.2f} s (process start and imports included)\n"
             f"  generate itself: {generating:.2f} s = {figures['generate_rows_per_s']:,} rows/s\n"
+            f"  CPU {cpu_seconds:.1f} s (2 threads); load average {os.getloadavg()[0]:.1f}\n"
             f"  {figures['rows_per_s']:,} rows/s, {figures['mb_per_s']} MB/s "
             f"(target >= {TARGET_ROWS_PER_S:,}: {speed_ok})\n"
             f"  peak RSS {peak_mb:,.0f} MB "
