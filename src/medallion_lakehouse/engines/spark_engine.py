@@ -11,6 +11,7 @@ configuration, `SparkEngine.close()` leaves the session running, `stop_spark()` 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -23,7 +24,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
+import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -41,6 +44,7 @@ from medallion_lakehouse.storage.delta import (
 )
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
@@ -67,8 +71,9 @@ def _import_pyspark() -> Any:
 
 def _ibis_pyspark() -> Any:
     try:
-        import ibis.backends.pyspark as backend
-    except ImportError as exc:
+        # Through `ibis.pyspark` (the entry point), which also registers the backend's options.
+        backend = ibis.pyspark
+    except (ImportError, AttributeError) as exc:
         raise MissingDependencyError(
             f"--engine spark needs Ibis' PySpark backend, which is not installed: {INSTALL_HINT}"
         ) from exc
@@ -170,9 +175,10 @@ def get_spark(master: str = "local[*]", conf: Mapping[str, str] | None = None) -
     session = _SESSIONS.get(key)
     if session is not None and _alive(session):
         return session
-    stop_spark()
+    # Check before stopping a running session: a typo must not take the old session down.
     find_java()
     check_master(master)
+    stop_spark()
     if _is_loopback(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -248,6 +254,34 @@ def spark_path(uri: str) -> str:
     return {"s3": "s3a"}.get(scheme, scheme) + "://" + rest
 
 
+def live_files(table: DeltaTable, uri: str) -> list[tuple[str, dict[str, Any]]]:
+    """(absolute path, partition values) of every file in the table version, from the log."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return []
+    columns = table.metadata().partition_columns
+    values = {c: actions.column(f"partition.{c}").to_pylist() for c in columns}
+    files = []
+    for i, logged in enumerate(actions.column("path").to_pylist()):
+        path = unquote(logged)  # the log stores paths percent-encoded
+        if "://" not in path and not path.startswith("/"):
+            path = f"{uri.rstrip('/')}/{path}"
+        files.append((path, {c: values[c][i] for c in columns}))
+    return files
+
+
+def _folders_match(path: str, values: Mapping[str, Any]) -> bool:
+    """Whether Spark's partition discovery reads `values` back from the file's folders."""
+    found = {}
+    for part in path.split("/")[:-1]:
+        column, sep, raw = part.partition("=")
+        if sep:
+            found[_unescape(column)] = None if raw == HIVE_NULL else _unescape(raw)
+    return all(
+        c in found and found[c] == (None if v is None else str(v)) for c, v in values.items()
+    )
+
+
 def _unescape(value: str) -> str:
     """Inverse of Spark's escapePathName (`%XX` per escaped character)."""
     return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
@@ -319,7 +353,7 @@ class SparkEngine(Engine):
         super().__init__(storage_options)
         self.master = master
         self.session = get_spark(master, conf)
-        self.backend = _ibis_pyspark().Backend().connect(self.session)
+        self.backend = _ibis_pyspark().connect(self.session)
         self._views: list[str] = []
 
     # -- reading -------------------------------------------------------------------------
@@ -336,16 +370,45 @@ class SparkEngine(Engine):
         from pyspark.sql import functions as sf
 
         table = open_table(uri, version=version, storage_options=self.storage_options)
-        files = table.file_uris() if table is not None else []
+        files = live_files(table, uri) if table is not None else []
         if not files:
             return self.session.createDataFrame([], spark_schema(schema))
-        # basePath keeps the partition columns; types come from the contract, not from names.
-        df = (
-            self.session.read.schema(spark_schema(schema))
-            .option("basePath", spark_path(uri))
-            .parquet(*(spark_path(f) for f in files))
-        )
+        reader = self.session.read.schema(spark_schema(schema))
+        if all(_folders_match(path, values) for path, values in files):
+            # The usual case: Hive folders that Spark decodes to the Delta partition values.
+            # basePath keeps the partition columns; their types come from the contract.
+            df = reader.option("basePath", spark_path(uri)).parquet(
+                *(spark_path(path) for path, _ in files)
+            )
+        else:
+            df = self._read_by_partition(files, schema)
         return df.select(*(sf.col(f.name).cast(spark_type(f.type)).alias(f.name) for f in schema))
+
+    def _read_by_partition(
+        self, files: list[tuple[str, dict[str, Any]]], schema: pa.Schema
+    ) -> DataFrame:
+        """Partition values from the Delta log, not from folder names Spark would misread.
+
+        delta-rs percent-encodes non-ASCII values as UTF-8 bytes, which Spark decodes byte by
+        byte, and other writers need not use Hive folders at all.
+        """
+        from pyspark.sql import functions as sf
+
+        columns = set(files[0][1])
+        data = pa.schema([f for f in schema if f.name not in columns])
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for path, values in files:
+            groups.setdefault(tuple(sorted(values.items())), []).append(path)
+        frames = []
+        for key, paths in groups.items():
+            df = self.session.read.schema(spark_schema(data)).parquet(*map(spark_path, paths))
+            literals = [
+                sf.lit(value).cast(spark_type(schema.field(name).type)).alias(name)
+                for name, value in key
+                if name in schema.names
+            ]
+            frames.append(df.select(*data.names, *literals))
+        return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
     def read_delta(self, uri: str, *, schema: pa.Schema, version: int | None = None) -> ir.Table:
         return self._view(self.read_dataframe(uri, schema=schema, version=version), "delta")
