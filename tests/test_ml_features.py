@@ -238,3 +238,26 @@ def test_a_labelled_snapshot_ignores_everything_after_its_horizon(
         engine, lambda silver, t: labelled_snapshot(silver, t, horizon), kept, [*kept, *beyond]
     )
     assert a == b
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_features_and_labels_are_identical_on_spark(engine: DuckDBEngine) -> None:
+    """The same Ibis expressions give the same snapshot on Spark as on DuckDB."""
+    from medallion_lakehouse.engines.spark_engine import SparkEngine
+    from medallion_lakehouse.ml.simulate import SimulationOptions, simulate_silver
+
+    data = simulate_silver(SimulationOptions(customers=150, seed=2))
+    cutoff = date(2025, 9, 1)
+
+    def rows(eng: DuckDBEngine | SparkEngine) -> list[dict]:
+        out = eng.to_arrow(labelled_snapshot(eng.from_arrow(data), cutoff, 90)).to_pylist()
+        return sorted(out, key=lambda r: r["customer_id"])
+
+    spark = SparkEngine(master="local[2]")
+    try:
+        on_spark, on_duckdb = rows(spark), rows(engine)
+    finally:
+        spark.close()
+    assert len(on_duckdb) > 100
+    assert on_spark == on_duckdb

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
 
-REPO = Path(__file__).resolve().parents[1]
-SEED_DIR = Path(os.environ.get("MEDALLION_SEED_DATA", REPO.parent / "shared" / "seed-data"))
 runner = CliRunner()
 
 
@@ -137,12 +134,12 @@ def test_cli_score_rewrites_scores_with_the_latest_model(
 
 
 # -- data that cannot support a model ---------------------------------------------------------
-def seed_silver() -> pa.Table:
+def seed_silver(seed_dir: Path) -> pa.Table:
     """The seed file, typed just enough for the features (every customer buys once)."""
     from pyarrow import csv
 
     raw = csv.read_csv(
-        SEED_DIR / "raw_sales.csv",
+        seed_dir / "raw_sales.csv",
         convert_options=csv.ConvertOptions(column_types={"total": pa.float64()}),
     )
     status = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(raw["status"], "unknown")))
@@ -159,9 +156,10 @@ def seed_silver() -> pa.Table:
     )
 
 
-@pytest.mark.skipif(not SEED_DIR.is_dir(), reason="seed data not found")
-def test_seed_data_skips_with_a_reason_and_still_writes_features(tmp_path: Path) -> None:
-    settings = workspace(tmp_path, seed_silver())
+def test_seed_data_skips_with_a_reason_and_still_writes_features(
+    tmp_path: Path, seed_dir: Path
+) -> None:
+    settings = workspace(tmp_path, seed_silver(seed_dir))
     result = run_ml(settings)
     assert result.status == "skipped"
     assert "0 returning" in (result.message or "")  # every seed customer bought exactly once
