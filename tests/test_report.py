@@ -332,6 +332,16 @@ def test_a_section_that_raises_is_shown_and_fails_the_step(
     assert Path(result.metrics["copy"]).name == "report-r-test.html"
 
 
+def test_prune_keeps_the_newest_copies(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    names = [f"report-20250101T00000{i}Z-abc.html" for i in range(5)] + ["other.html"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = step.prune_copies(target, keep=2)
+    assert sorted(p.name for p in removed) == names[:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])
+
+
 def test_cli_report_json_and_out(tmp_path: Path) -> None:
     out = tmp_path / "elsewhere" / "r.html"
     result = CliRunner().invoke(

@@ -33,6 +33,7 @@ from medallion_lakehouse.report.html import (
 from medallion_lakehouse.storage.lake import Lake
 
 REPORT_NAME = "report.html"
+KEEP_COPIES = 30  # timestamped copies kept next to report.html (older ones are deleted)
 TITLE = "Medallion lakehouse report"
 
 
@@ -476,6 +477,7 @@ def write_report(
         stamp = run_id or f"{generated_at:%Y%m%dT%H%M%SZ}"
         copy = target.with_name(f"{target.stem}-{stamp}{target.suffix}")
         _atomic_write(copy, page)
+        prune_copies(target)
     return ReportOutput(
         path=str(target),
         copy=str(copy) if copy else None,
@@ -484,6 +486,15 @@ def write_report(
         seconds=round(time.perf_counter() - started, 3),
         errors={s.id: _error_text(s.body) for s in sections if s.state == "error"},
     )
+
+
+def prune_copies(target: Path, keep: int = KEEP_COPIES) -> list[Path]:
+    """Delete all but the newest `keep` timestamped copies (names sort by time: run ids do)."""
+    copies = sorted(target.parent.glob(f"{target.stem}-*{target.suffix}"))
+    doomed = copies[:-keep] if keep > 0 else copies
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed
 
 
 def _error_text(body: str) -> str:
