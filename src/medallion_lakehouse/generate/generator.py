@@ -150,6 +150,21 @@ class _BackgroundWriter:
         self._check()
 
 
+def _batched(parts: list[SalesCodes], size: int) -> Iterator[SalesCodes]:
+    """Concatenate small pieces into batches of about `size` rows, freeing them as it goes."""
+    group: list[SalesCodes] = []
+    rows = 0
+    while parts:
+        part = parts.pop(0)
+        group.append(part)
+        rows += len(part)
+        if rows >= size:
+            yield SalesCodes.concat(group)
+            group, rows = [], 0
+    if group:
+        yield SalesCodes.concat(group)
+
+
 def _chunks(total: int, size: int) -> Iterator[int]:
     while total > 0:
         yield min(total, size)
@@ -245,17 +260,11 @@ def generate(
                     for kind, v in found.invalid.items():
                         fs.invalid[kind] += v
                     _emit(background, writer, found.lines, tables, fs, progress)
-            updates = pending.pop(plan.index)
-            if updates:
-                corrections = SalesCodes.concat(updates)
-                fs.update_rows = len(corrections)
+            for part in _batched(pending.pop(plan.index), opts.chunk_rows):
+                fs.update_rows += len(part)
                 for name, _before, after in TRANSITIONS:
-                    fs.updates[name] = int((corrections.status == after).sum())
-                for start in range(0, len(corrections), opts.chunk_rows):
-                    part = corrections.take(
-                        np.arange(start, min(start + opts.chunk_rows, len(corrections)))
-                    )
-                    _emit(background, writer, part, tables, fs, progress)
+                    fs.updates[name] += int((part.status == after).sum())
+                _emit(background, writer, part, tables, fs, progress)
             background.close_file(writer)
             stats.append(fs)
         background.finish()
@@ -294,11 +303,11 @@ def _route_updates(
     if len(updates) == 0:
         return
     if files == 1:  # a single file: corrections follow the originals in the same file
-        pending[0].append(updates)
+        pending[0].append(updates.compact())
         return
     target = np.minimum(source + rng.geometric(0.6, len(updates)), files - 1)
     for k in np.unique(target):
-        pending[int(k)].append(updates.take(np.flatnonzero(target == k)))
+        pending[int(k)].append(updates.take(np.flatnonzero(target == k)).compact())
 
 
 def _emit(

@@ -75,6 +75,26 @@ class SalesCodes:
         """Rows at `index` (repeats allowed: that is how duplicates are made)."""
         return SalesCodes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def compact(self) -> SalesCodes:
+        """The same rows in the narrowest integer types: corrections wait in memory like this
+        for their file (39 instead of 72 bytes a row)."""
+        narrow = {
+            "customer": np.int32,
+            "day": np.int32,
+            "store": np.int32,
+            "product": np.int8,
+            "quantity": np.int8,
+            "status": np.int8,
+        }
+        return SalesCodes(
+            **{
+                f.name: getattr(self, f.name).astype(
+                    narrow.get(f.name, getattr(self, f.name).dtype)
+                )
+                for f in fields(self)
+            }
+        )
+
     @staticmethod
     def concat(parts: list[SalesCodes]) -> SalesCodes:
         """One batch from many."""
