@@ -272,8 +272,10 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
             in_range = existing.filter(existing.sale_date.between(lo, hi))
             touched = touched.union(in_range.select("sale_month"))
         months = _distinct(lake, touched.sale_month)
-        kept = existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
-        rebuild = transform.latest(kept.union(fresh.select(*kept.columns)))
+        kept = transform.conform(
+            existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
+        )
+        rebuild = transform.latest(kept.union(transform.conform(fresh)))
 
     # -- commits: quarantine, silver, changes, quality, ledger ----------------------------------
     ctx.report(2, 4, "silver: writing")

@@ -7,6 +7,7 @@ Spark. `step.py` wires them to the lake.
 from __future__ import annotations
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from medallion_lakehouse.silver import standardise as std
@@ -114,7 +115,18 @@ def with_lateness(rows: ir.Table, watermarks: ir.Table) -> ir.Table:
     wm = watermarks.select(wm_batch_id="batch_id", wm_date="watermark")
     joined = rows.left_join(wm, rows._batch_id == wm.wm_batch_id)
     late = (joined.sale_date < joined.wm_date).fill_null(False)
-    return joined.mutate(is_late=late).select(*SILVER_SALES.column_names)
+    return conform(joined.mutate(is_late=late))
+
+
+def conform(rows: ir.Table) -> ir.Table:
+    """Silver columns cast to the contract's types (plus _priority), so unions line up.
+
+    Engines infer different precisions for the same decimal arithmetic (Spark: decimal(22,2)).
+    """
+    columns = [rows[f.name].cast(dt.DataType.from_pyarrow(f.type)) for f in SILVER_SALES.schema]
+    if PRIORITY in rows.columns:
+        columns.append(rows[PRIORITY].cast("int8"))
+    return rows.select(*columns)
 
 
 def latest(rows: ir.Table) -> ir.Table:
