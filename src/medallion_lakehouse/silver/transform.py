@@ -123,9 +123,12 @@ def conform(rows: ir.Table) -> ir.Table:
 
     Engines infer different precisions for the same decimal arithmetic (Spark: decimal(22,2)).
     """
-    columns = [rows[f.name].cast(dt.DataType.from_pyarrow(f.type)) for f in SILVER_SALES.schema]
+    columns = [
+        rows[f.name].cast(dt.DataType.from_pyarrow(f.type)).name(f.name)
+        for f in SILVER_SALES.schema
+    ]
     if PRIORITY in rows.columns:
-        columns.append(rows[PRIORITY].cast("int8"))
+        columns.append(rows[PRIORITY].cast("int8").name(PRIORITY))
     return rows.select(*columns)
 
 
