@@ -200,6 +200,7 @@ def test_same_file_later_line_wins(lake: Lake) -> None:
     assert silver_rows(lake)["S1"]["status"] == "cancelled"
 
 
+@pytest.mark.slow
 def test_exact_duplicates_collapse(lake: Lake) -> None:
     row = {k: v for k, v in sale("", status="Completed").items() if k != "sale_id"}
     ingest_and_run(lake, land(lake, "f1.csv", [row, row, {**row, "customer_id": "other"}]))
@@ -211,6 +212,7 @@ def test_exact_duplicates_collapse(lake: Lake) -> None:
     assert (report.current, report.superseded) == (2, 2)
 
 
+@pytest.mark.slow
 def test_older_version_arriving_later_still_wins_by_arrival(lake: Lake) -> None:
     # "Latest" means latest to arrive, not latest sale_date: a re-sent sale moves back in time.
     ingest_and_run(lake, land(lake, "f1.csv", [sale("S1", sale_date="2025-05-01")]))
@@ -259,6 +261,7 @@ def test_quality_gate_stops_before_any_silver_commit(lake: Lake) -> None:
 
 
 # -- refresh, idempotence, ranges ----------------------------------------------------------------
+@pytest.mark.slow
 def test_rerun_is_a_no_op_and_full_refresh_gives_the_same_content(lake: Lake) -> None:
     f1 = land(
         lake,
@@ -289,6 +292,7 @@ def test_rerun_is_a_no_op_and_full_refresh_gives_the_same_content(lake: Lake) ->
         assert_audit_ok(lk)
 
 
+@pytest.mark.slow
 def test_date_range_reprocesses_only_its_months(lake: Lake) -> None:
     f1 = land(
         lake,
@@ -316,6 +320,7 @@ def test_date_range_reprocesses_only_its_months(lake: Lake) -> None:
 
 
 # -- audit ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_audit_reports_pending_and_catches_violations(lake: Lake) -> None:
     ingest_and_run(lake, land(lake, "f1.csv", [sale("S1"), sale("S2"), sale("S3")]))
     ingest(lake, run_id=new_run_id(), files=[land(lake, "f2.csv", [sale("S4")])])
@@ -332,6 +337,7 @@ def test_audit_reports_pending_and_catches_violations(lake: Lake) -> None:
     assert "neither in silver" in result.output
 
 
+@pytest.mark.slow
 def test_audit_catches_a_record_in_two_places(lake: Lake) -> None:
     ingest_and_run(lake, land(lake, "f1.csv", [sale("S1"), sale("S2")]))
     silver = lake.read_arrow("silver/sales")

@@ -202,6 +202,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     recovered = 0 if full else recover_quarantine(lake, processed, commit)
     pending = _pending(lake, processed)
     files = {b.batch_id: b.source_file for b in pending}
+    arrived = {b.batch_id: b.ingested_at for b in pending}
     result = StepResult(step=STEP, metrics={"mode": mode, "affected_months": []})
     if not pending and not ranged:
         result.status = "skipped"
@@ -332,7 +333,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         entries = [
             {
                 "batch_id": b,
-                "ingested_at": by_batch[b]["_ingested_at"] if b in by_batch else None,
+                "ingested_at": arrived[b],
                 "rows": by_batch[b]["rows"] if b in by_batch else 0,
                 "rows_valid": (by_batch[b]["rows"] - (by_batch[b]["dropped"] or 0))
                 if b in by_batch
