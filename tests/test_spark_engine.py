@@ -119,13 +119,13 @@ def staging_leftovers(uri: str) -> list[Path]:
     return sorted(staging.rglob("*")) if staging.exists() else []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark() -> Iterator[se.SparkEngine]:
-    """One local[2] Spark session for the whole test session (starting one costs ~5 s)."""
+    """A local[2] engine; its SparkSession is cached per process by `get_spark`, so the
+    session is shared by every module asking for the same master and conf (test_parity.py)."""
     engine = se.SparkEngine(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
     yield engine
     engine.close()
-    se.stop_spark()
 
 
 @pytest.fixture
