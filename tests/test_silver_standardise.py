@@ -159,7 +159,7 @@ PRODUCT_CASES = [
     ("SMARTPHONE", "Smartphone", True),
     ("headphones", "Headphones", True),
     ("Extra Batch Product", "Extra Batch Product", False),
-    ("  Extra   Batch Product ", "Extra Batch Product", False),
+    ("  Extra   Batch Product ", "Extra   Batch Product", False),  # trimmed, else as sent
     ("", None, False),
 ]
 

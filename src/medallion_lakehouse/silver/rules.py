@@ -79,7 +79,7 @@ RULES: tuple[Rule, ...] = (
         "status_recognised",
         "warn",
         "status is missing or unrecognised (kept as 'unknown')",
-        lambda t: t.p_status_recognised,
+        lambda t: t.p_status != std.UNKNOWN_STATUS,
     ),
     Rule(
         "price_present",

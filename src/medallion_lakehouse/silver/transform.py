@@ -29,7 +29,6 @@ def parse(bronze: ir.Table) -> ir.Table:
         p_customer_id=std.clean_text(bronze.customer_id),
         p_product=std.product(bronze.product),
         p_status=std.status(bronze.status),
-        p_status_recognised=std.status_recognised(bronze.status),
         p_price=std.amount(bronze.price, std.PRICE_TYPE),
         p_total=std.amount(bronze.total, std.TOTAL_TYPE),
     )
