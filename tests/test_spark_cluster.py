@@ -90,10 +90,11 @@ def engine(cluster: str) -> Iterator[se.SparkEngine]:
 def test_executors_run_in_their_own_jvm_with_our_python(engine: se.SparkEngine) -> None:
     context = engine.session.sparkContext
     assert context.master.startswith("spark://127.0.0.1:")
-    # getExecutorMemoryStatus lists the driver plus each executor's block manager.
-    assert context._jsc.sc().getExecutorMemoryStatus().size() >= 2
+    # A job needs an executor, so once it ran the executor has registered (asynchronously).
     pythons = context.parallelize(range(4), 2).map(lambda _: sys.executable).distinct().collect()
     assert pythons == [sys.executable]
+    # getExecutorMemoryStatus lists the driver plus each executor's block manager.
+    assert context._jsc.sc().getExecutorMemoryStatus().size() >= 2
 
 
 def test_bronze_write_read_round_trip_on_the_cluster(
