@@ -31,6 +31,7 @@ from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.meta import INGESTED_FILES, QUALITY
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
+from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver import transform
 from medallion_lakehouse.silver.contract import (
     SILVER_BATCHES,
@@ -256,7 +257,9 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     else:
         assert new_parsed is not None
         fresh = transform.typed(new_parsed)
-    fresh = cache(transform.with_lateness(fresh, wm_table).mutate(_priority=1))
+    fresh = transform.with_lateness(fresh, wm_table).mutate(_priority=1)
+    if not full:  # read three times below; a full refresh reads it once, in the rebuild
+        fresh = cache(fresh)
 
     # -- affected months and the rebuild --------------------------------------------------------
     ctx.report(1, 4, "silver: finding affected months")
@@ -264,7 +267,9 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     months_before = _distinct(lake, existing.sale_month) if full else []
     if full:
         rebuild = transform.latest(fresh)
-        months = _distinct(lake, fresh.sale_month)
+        assert new_parsed is not None
+        valid = new_parsed.filter(new_parsed._drop_rule.isnull())
+        months = _distinct(lake, std.sale_month(valid.p_sale_date).name("sale_month"))
     else:
         touched = fresh.select("sale_month").union(
             existing.filter(existing.sale_id.isin(fresh.sale_id)).select("sale_month")
