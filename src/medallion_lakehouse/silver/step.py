@@ -214,10 +214,11 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     ctx.report(0, 4, "silver: checking rules")
     bronze = lake.read(BRONZE_SALES.name)
     new_ids = [b.batch_id for b in pending]
+    new_bronze = bronze.filter(bronze._batch_id.isin(new_ids)) if new_ids else None
     # Materialised once: the rules, the quarantine and the rebuild all read it (and compiling
     # the parse expression again for each of them costs seconds).
     new_parsed = (
-        cache(transform.parse(bronze.filter(bronze._batch_id.isin(new_ids)))) if new_ids else None
+        cache(transform.narrow(transform.parse(new_bronze))) if new_bronze is not None else None
     )
 
     # -- rules and the quality gate, before anything is committed ---------------------------
@@ -288,18 +289,20 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     dropped = sum(b.dropped for b in shares)
     tables: dict[str, int | None] = {}
     if full:
-        assert new_parsed is not None
+        assert new_parsed is not None and new_bronze is not None
         q = lake.write(
             SILVER_QUARANTINE.name,
-            transform.quarantine(new_parsed, ctx.run_id),
+            transform.quarantine(new_bronze, new_parsed, ctx.run_id),
             commit=commit,
             mode="overwrite",
         )
         tables[SILVER_QUARANTINE.name] = q.version
     elif dropped:
-        assert new_parsed is not None
+        assert new_parsed is not None and new_bronze is not None
         q = lake.write(
-            SILVER_QUARANTINE.name, transform.quarantine(new_parsed, ctx.run_id), commit=commit
+            SILVER_QUARANTINE.name,
+            transform.quarantine(new_bronze, new_parsed, ctx.run_id),
+            commit=commit,
         )
         tables[SILVER_QUARANTINE.name] = q.version
     checkpoint("silver.before_commit")

@@ -16,6 +16,7 @@ from medallion_lakehouse.silver.rules import ROW_RULES, first_failed, reason_of
 
 PRIORITY = "_priority"  # on equal lineage, a freshly computed row (1) beats a stored one (0)
 # Columns that order the versions of one sale_id, latest first.
+LINEAGE: tuple[str, ...] = ("_batch_id", "_source_file", "_source_line", "_ingested_at")
 VERSION_ORDER: tuple[str, ...] = ("_ingested_at", "_source_line", "_batch_id", PRIORITY)
 
 
@@ -51,12 +52,27 @@ def batch_stats(parsed: ir.Table) -> ir.Table:
     )
 
 
-def quarantine(parsed: ir.Table, run_id: str) -> ir.Table:
-    """Rows that broke a drop rule, as received, with lineage, rule and reason."""
-    bad = parsed.filter(parsed._drop_rule.notnull())
-    return bad.mutate(
-        rule=bad._drop_rule, reason=reason_of(bad._drop_rule), run_id=ibis.literal(run_id)
-    ).select(*SILVER_QUARANTINE.column_names)
+def narrow(parsed: ir.Table) -> ir.Table:
+    """Only what silver needs from parsed rows: typed values, lineage and the drop rule.
+
+    Materialising this instead of every raw column halves the cost of caching a big batch;
+    the few quarantined rows get their raw columns back from bronze (see `quarantine`).
+    """
+    typed_columns = [c for c in parsed.columns if c.startswith("p_")]
+    return parsed.select(*typed_columns, *LINEAGE, "_drop_rule")
+
+
+def quarantine(bronze: ir.Table, parsed: ir.Table, run_id: str) -> ir.Table:
+    """Bronze rows that broke a drop rule (per `parsed`), as received, with rule and reason."""
+    bad = parsed.filter(parsed._drop_rule.notnull()).select(
+        q_batch="_batch_id", q_line="_source_line", rule="_drop_rule"
+    )
+    joined = bronze.inner_join(
+        bad, [bronze._batch_id == bad.q_batch, bronze._source_line == bad.q_line]
+    )
+    return joined.mutate(reason=reason_of(joined.rule), run_id=ibis.literal(run_id)).select(
+        *SILVER_QUARANTINE.column_names
+    )
 
 
 def typed(parsed: ir.Table) -> ir.Table:
