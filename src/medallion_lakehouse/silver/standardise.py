@@ -98,7 +98,11 @@ def store_number(raw: ir.StringValue) -> ir.IntegerValue:
 
 def store_id(raw: ir.StringValue) -> ir.StringValue:
     """Canonical `NW-007`, NULL when the id has no number or the number is outside 1–999."""
-    number = store_number(raw)
+    return canonical_store(store_number(raw))
+
+
+def canonical_store(number: ir.IntegerValue) -> ir.StringValue:
+    """`NW-` + the number on three digits, NULL outside 1–999."""
     valid = number.between(STORE_MIN, STORE_MAX)
     return valid.ifelse("NW-" + _pad(number.cast("string"), 3), ibis.null("string"))
 

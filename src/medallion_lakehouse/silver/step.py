@@ -25,6 +25,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.errors import QualityGateError
@@ -106,6 +107,12 @@ def recover_quarantine(lake: Lake, processed: set[str], commit: CommitInfo) -> i
 def _distinct(lake: Lake, column: ir.Column) -> list[Any]:
     table = lake.engine.to_arrow(column.as_table().distinct())
     return sorted(v for v in table.column(0).to_pylist() if v is not None)
+
+
+def _stored_months(lake: Lake) -> list[str]:
+    """Months silver/sales holds now (the partition column, read on the driver)."""
+    months = lake.read_arrow(SILVER_SALES.name, columns=["sale_month"]).column(0)
+    return sorted(m for m in pc.unique(months).to_pylist() if m is not None)
 
 
 def _batch_stats(lake: Lake, parsed: ir.Table) -> list[dict[str, Any]]:
@@ -265,7 +272,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     # -- affected months and the rebuild --------------------------------------------------------
     ctx.report(1, 4, "silver: finding affected months")
     existing = lake.read(SILVER_SALES.name)
-    months_before = _distinct(lake, existing.sale_month) if full else []
+    months_before = _stored_months(lake) if full else []
     if full:
         rebuild = transform.latest(fresh)
         assert new_parsed is not None
