@@ -397,3 +397,27 @@ def test_crash_then_rerun_completes_without_duplicates(lake: Lake, point: str) -
     assert lake.read_arrow("silver/sales_quarantine").num_rows == 1
     assert len(silver_rows(lake)) == 8
     assert_audit_ok(lake)
+
+
+@pytest.mark.slow
+def test_generated_files_conserve_every_record(lake: Lake, tmp_path: Path) -> None:
+    gen = pytest.importorskip("medallion_lakehouse.generate")
+    rows, invalid, updates, duplicates = 20_000, 0.002, 0.03, 0.01
+    options = gen.GenerateOptions(
+        rows=rows,
+        customers=500,
+        seed=11,
+        files=3,
+        invalid_fraction=invalid,
+        update_fraction=updates,
+        duplicate_fraction=duplicates,
+    )
+    gen.generate(options, tmp_path / "gen")
+    for f in sorted((tmp_path / "gen").glob("sales_*")):
+        ingest_and_run(lake, land(lake, f.name, f))
+    report = assert_audit_ok(lake)
+    # The generator's own bookkeeping: `rows` distinct sales, of which a share is invalid; every
+    # update and exact duplicate is one extra bronze record that silver must supersede.
+    assert report.quarantined == round(rows * invalid)
+    assert report.current == rows - round(rows * invalid)
+    assert report.superseded == round(rows * updates) + round(rows * duplicates)
