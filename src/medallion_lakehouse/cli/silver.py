@@ -25,6 +25,7 @@ from medallion_lakehouse.cli.app import (
 from medallion_lakehouse.errors import AuditError, ConfigError
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.pipeline.context import StepContext, new_run_id
+from medallion_lakehouse.pipeline.lock import lake_lock
 from medallion_lakehouse.silver import audit as audit_mod
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.storage.lake import Lake
@@ -66,7 +67,11 @@ def silver_cmd(
             date_from=_parse_day(date_from, "--from"),
             date_to=_parse_day(date_to, "--to"),
         )
-        with Lake(settings) as lake:
+        # One writer per lake: the same lock `medallion run` takes.
+        with (
+            lake_lock(settings, run_id=ctx.run_id, command="medallion silver"),
+            Lake(settings) as lake,
+        ):
             result = step.run(lake, ctx)
         if json_out:
             emit_json({"run_id": ctx.run_id, **result.__dict__})
