@@ -73,15 +73,18 @@ def ingest_command(
         root = Path(landing) if landing else Path(settings.landing_path)
         paths = discover(root)
         total = sum(p.stat().st_size for p in paths if p.exists())
-        with Lake(settings) as lake, Progress(
-            TextColumn("[bold]bronze[/]"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err_console,
-            disable=json_out or not err_console.is_terminal,
-            transient=True,
-        ) as progress:
+        with (
+            Lake(settings) as lake,
+            Progress(
+                TextColumn("[bold]bronze[/]"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=err_console,
+                disable=json_out or not err_console.is_terminal,
+                transient=True,
+            ) as progress,
+        ):
             task = progress.add_task("ingest", total=total or None)
             result = ingest(
                 lake,

@@ -235,7 +235,8 @@ def funnel_plot(frame: pd.DataFrame) -> str:
 def quarantine_plot(frame: pd.DataFrame) -> str:
     """Quarantined rows per rule and reason."""
     # One bar per rule: the reasons are listed in words in the table under the plot.
-    frame = frame.groupby("rule", as_index=False)["rows"].sum().sort_values("rows", ascending=False)
+    per_rule = frame.groupby("rule", as_index=False)["rows"].sum()
+    frame = cast(pd.DataFrame, per_rule).sort_values("rows", ascending=False)
     labels = [str(v) for v in frame["rule"]]
     with _figure(9.0, 0.9 + 0.4 * len(frame)) as (fig, (ax,)):
         _hbar_stack(ax, labels, [("rows", frame["rows"].to_numpy(float), COLORS["bad"])])
@@ -272,7 +273,7 @@ def quality_plot(frame: pd.DataFrame) -> str:
         )
         for i in range(rows):
             for j in range(cols):
-                value = failed.iat[i, j]
+                value: Any = failed.iat[i, j]
                 if pd.notna(value):
                     ax.text(
                         j,

@@ -178,9 +178,10 @@ def quarantine_section(lake: Lake) -> Section:
         section.body = '<p><span class="badge ok">clean</span> No row has been quarantined.</p>'
         return section
     reasons = table(
-        [(r.rule, r.reason, int(r.rows)) for r in frame.itertuples()]
-        if "reason" in frame.columns
-        else [(r.rule, "", int(r.rows)) for r in frame.itertuples()],
+        [
+            (str(r["rule"]), str(r.get("reason", "")), int(r["rows"]))
+            for r in frame.to_dict("records")
+        ],
         ["rule", "reason", "rows"],
         numeric=(2,),
     )
@@ -250,7 +251,7 @@ def revenue_section(lake: Lake) -> Section:
         (
             "best day",
             plots._money(float(frame.revenue.max())),
-            str(frame.sale_date[frame.revenue.idxmax()]),
+            str(frame.sale_date.iloc[int(frame.revenue.to_numpy().argmax())]),
         ),
     ]
     cards += [
