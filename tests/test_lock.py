@@ -114,6 +114,26 @@ def test_medallion_run_reports_the_lock_and_exits_75(
     assert str(held.pid) in result.output
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["ingest"], ["silver"], ["train"], ["score"], ["optimize", "--apply"], ["demo", "--rows", "10"]],
+)
+def test_every_writing_command_takes_the_lock(
+    workspace: Path,
+    held: subprocess.Popen[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("MEDALLION_") and key != "MEDALLION_SEED_DATA":
+            monkeypatch.delenv(key)
+    result = CliRunner().invoke(app, [*command, "-w", str(workspace), "--wait", "0.3"])
+    assert result.exit_code == 75, result.output
+    assert str(held.pid) in result.output
+    # Refused before writing anything: no table was created under the lake.
+    assert not (workspace / "data" / "lake" / "bronze").exists()
+
+
 @pytest.mark.slow
 def test_two_runs_at_once_one_waits_for_the_other(workspace: Path, seed_dir: Path) -> None:
     """Two real `medallion run` processes: with --wait both succeed, one after the other."""

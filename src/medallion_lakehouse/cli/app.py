@@ -56,6 +56,13 @@ SparkConfOpt = Annotated[
     typer.Option("--spark-conf", help="Extra Spark setting KEY=VALUE (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WaitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--wait",
+        help="Wait up to SECONDS for another writer to release the lake lock (else exit 75).",
+    ),
+]
 
 
 def settings_from(

@@ -13,6 +13,7 @@ from medallion_lakehouse.bronze.ingest import FileOutcome, IngestResult, discove
 from medallion_lakehouse.cli.app import (
     EngineOpt,
     JsonOpt,
+    WaitOpt,
     WorkspaceOpt,
     app,
     console,
@@ -22,6 +23,7 @@ from medallion_lakehouse.cli.app import (
     settings_from,
 )
 from medallion_lakehouse.pipeline.context import new_run_id
+from medallion_lakehouse.pipeline.lock import lake_lock
 from medallion_lakehouse.storage.lake import Lake
 
 
@@ -62,6 +64,7 @@ def ingest_command(
         Path | None,
         typer.Option("--landing", help="Folder to ingest (default: the landing folder)."),
     ] = None,
+    wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Ingest new landing files into bronze/sales (already-ingested files are skipped).
@@ -73,7 +76,9 @@ def ingest_command(
         root = Path(landing) if landing else Path(settings.landing_path)
         paths = discover(root)
         total = sum(p.stat().st_size for p in paths if p.exists())
+        run_id = new_run_id()
         with (
+            lake_lock(settings, wait, run_id=run_id, command="medallion ingest"),
             Lake(settings) as lake,
             Progress(
                 TextColumn("[bold]bronze[/]"),
@@ -88,7 +93,7 @@ def ingest_command(
             task = progress.add_task("ingest", total=total or None)
             result = ingest(
                 lake,
-                run_id=new_run_id(),
+                run_id=run_id,
                 landing=root,
                 files=paths,
                 on_bytes=lambda n: progress.advance(task, n),

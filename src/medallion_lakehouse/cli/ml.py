@@ -14,6 +14,7 @@ from medallion_lakehouse.cli.app import (
     JsonOpt,
     SparkConfOpt,
     SparkMasterOpt,
+    WaitOpt,
     WorkspaceOpt,
     app,
     console,
@@ -21,9 +22,8 @@ from medallion_lakehouse.cli.app import (
     handle_errors,
     settings_from,
 )
-from medallion_lakehouse.ml.model import ChurnConfig
-from medallion_lakehouse.ml.step import score, train
 from medallion_lakehouse.pipeline.context import new_run_id
+from medallion_lakehouse.pipeline.lock import lake_lock
 from medallion_lakehouse.storage.lake import Lake
 
 AsOfOpt = Annotated[
@@ -75,6 +75,7 @@ def train_command(
     min_customers: Annotated[
         int | None, typer.Option("--min-customers", min=1, help="Per snapshot (default 200).")
     ] = None,
+    wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the churn model out of time (fit at T1, test at T2 = T1 + horizon) and save it.
@@ -84,10 +85,18 @@ def train_command(
     support a model (too little history, too few customers, one class).
     """
     with handle_errors():
+        # scikit-learn is imported by these commands only, not at every CLI start-up.
+        from medallion_lakehouse.ml.model import ChurnConfig
+        from medallion_lakehouse.ml.step import train
+
         settings = settings_from(workspace, engine, spark_master, spark_conf)
         cfg = ChurnConfig.from_settings(settings, horizon_days=horizon, min_customers=min_customers)
-        with Lake(settings) as lake:
-            result = train(lake, run_id=new_run_id(), as_of=_date(as_of, "--as-of"), cfg=cfg)
+        run_id = new_run_id()
+        with (
+            lake_lock(settings, wait, run_id=run_id, command="medallion train"),
+            Lake(settings) as lake,
+        ):
+            result = train(lake, run_id=run_id, as_of=_date(as_of, "--as-of"), cfg=cfg)
         metrics = result.metrics()
         if json_out:
             emit_json(
@@ -120,15 +129,20 @@ def score_command(
         Path | None,
         typer.Option("--model", help="Model folder (default: the one data/models/latest names)."),
     ] = None,
+    wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score every active customer at the newest sale date into gold/churn_scores (overwrite)."""
     with handle_errors():
+        from medallion_lakehouse.ml.step import score
+
         settings = settings_from(workspace, engine, spark_master, spark_conf)
-        with Lake(settings) as lake:
-            result = score(
-                lake, run_id=new_run_id(), model_dir=model, as_of=_date(as_of, "--as-of")
-            )
+        run_id = new_run_id()
+        with (
+            lake_lock(settings, wait, run_id=run_id, command="medallion score"),
+            Lake(settings) as lake,
+        ):
+            result = score(lake, run_id=run_id, model_dir=model, as_of=_date(as_of, "--as-of"))
         summary = {
             "model_version": result.version,
             "as_of": result.as_of,

@@ -16,6 +16,7 @@ from medallion_lakehouse.cli.app import (
     JsonOpt,
     SparkConfOpt,
     SparkMasterOpt,
+    WaitOpt,
     WorkspaceOpt,
     app,
     console,
@@ -24,7 +25,7 @@ from medallion_lakehouse.cli.app import (
     handle_errors,
     settings_from,
 )
-from medallion_lakehouse.cli.run import WaitOpt, execute
+from medallion_lakehouse.cli.run import execute
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import all_contracts, get_contract
 from medallion_lakehouse.pipeline.context import new_run_id

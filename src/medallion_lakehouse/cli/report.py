@@ -18,7 +18,6 @@ from medallion_lakehouse.cli.app import (
     handle_errors,
     settings_from,
 )
-from medallion_lakehouse.report.step import write_report
 from medallion_lakehouse.storage.lake import Lake
 
 
@@ -38,6 +37,9 @@ def report_command(
     failed to render (the page is still written, with the error in place of that section).
     """
     with handle_errors():
+        # matplotlib is imported here, not at start-up: every other command stays quick to start.
+        from medallion_lakehouse.report.step import write_report
+
         settings = settings_from(workspace, engine)
         with Lake(settings) as lake:
             output = write_report(lake, out=out, keep_copy=out is None)

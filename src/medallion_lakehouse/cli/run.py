@@ -14,6 +14,7 @@ from medallion_lakehouse.cli.app import (
     JsonOpt,
     SparkConfOpt,
     SparkMasterOpt,
+    WaitOpt,
     WorkspaceOpt,
     app,
     console,
@@ -41,10 +42,6 @@ FromOpt = Annotated[
     str | None, typer.Option("--from", help="Reprocess sale dates from this day (YYYY-MM-DD).")
 ]
 ToOpt = Annotated[str | None, typer.Option("--to", help="... up to this day (YYYY-MM-DD).")]
-WaitOpt = Annotated[
-    float | None,
-    typer.Option("--wait", help="Wait up to SECONDS for another run to release the lake lock."),
-]
 
 
 def parse_day(value: str | None, flag: str) -> date | None:

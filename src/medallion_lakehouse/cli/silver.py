@@ -14,6 +14,7 @@ from medallion_lakehouse.cli.app import (
     JsonOpt,
     SparkConfOpt,
     SparkMasterOpt,
+    WaitOpt,
     WorkspaceOpt,
     app,
     console,
@@ -56,6 +57,7 @@ def silver_cmd(
     date_to: Annotated[
         str | None, typer.Option("--to", help="... up to this date (YYYY-MM-DD).")
     ] = None,
+    wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the silver step alone: new bronze batches -> silver/sales + quarantine."""
@@ -69,7 +71,7 @@ def silver_cmd(
         )
         # One writer per lake: the same lock `medallion run` takes.
         with (
-            lake_lock(settings, run_id=ctx.run_id, command="medallion silver"),
+            lake_lock(settings, wait, run_id=ctx.run_id, command="medallion silver"),
             Lake(settings) as lake,
         ):
             result = step.run(lake, ctx)
