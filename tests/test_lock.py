@@ -116,7 +116,14 @@ def test_medallion_run_reports_the_lock_and_exits_75(
 
 @pytest.mark.parametrize(
     "command",
-    [["ingest"], ["silver"], ["train"], ["score"], ["optimize", "--apply"], ["demo", "--rows", "10"]],
+    [
+        ["ingest"],
+        ["silver"],
+        ["train"],
+        ["score"],
+        ["optimize", "--apply"],
+        ["demo", "--rows", "10"],
+    ],
 )
 def test_every_writing_command_takes_the_lock(
     workspace: Path,
