@@ -210,3 +210,58 @@ def test_cli_train_json(tmp_path: Path) -> None:
     assert data["metrics"]["test_cutoff"] == "2025-10-02"  # 2025-12-01 - 60 days
     assert data["metrics"]["train_cutoff"] == "2025-08-03"
     assert Path(data["model_dir"], cards.CARD_JSON).is_file()
+
+
+# -- reruns ------------------------------------------------------------------------------------
+def _ml_versions(lake: Lake) -> dict[str, int | None]:
+    return {
+        t: lake.version(t) for t in (CUSTOMER_FEATURES.name, CHURN_SCORES.name, MODEL_METRICS.name)
+    }
+
+
+def test_rerun_on_unchanged_silver_writes_nothing(tmp_path: Path) -> None:
+    settings = workspace(tmp_path, simulate_silver(SimulationOptions(seed=3)))
+    first = run_ml(settings, "r1")
+    assert first.status == "ok" and set(first.tables) >= {CUSTOMER_FEATURES.name, CHURN_SCORES.name}
+    with Lake(settings) as lake:
+        before = _ml_versions(lake)
+
+    again = run_ml(settings, "r2")
+    assert again.status == "ok" and again.tables == {}
+    assert "unchanged" in (again.message or "")
+    with Lake(settings) as lake:
+        assert _ml_versions(lake) == before
+
+    # --full-refresh retrains and rescores even so.
+    with Lake(settings) as lake:
+        forced = run(lake, StepContext(run_id="r3", full_refresh=True))
+        assert set(forced.tables) >= {CUSTOMER_FEATURES.name, CHURN_SCORES.name}
+        after_forced = _ml_versions(lake)
+    assert all((after_forced[t] or 0) > (before[t] or 0) for t in before)
+
+    # A new silver version makes the step work again.
+    with Lake(settings) as lake:
+        write_silver(lake, simulate_silver(SimulationOptions(seed=4)))
+    changed = run_ml(settings, "r4")
+    assert set(changed.tables) >= {CUSTOMER_FEATURES.name, CHURN_SCORES.name}
+
+
+def test_rerun_on_seed_keeps_features_and_retries_nothing(tmp_path: Path, seed_dir: Path) -> None:
+    settings = workspace(tmp_path, seed_silver(seed_dir))
+    run_ml(settings, "r1")
+    with Lake(settings) as lake:
+        before = lake.version(CUSTOMER_FEATURES.name)
+    again = run_ml(settings, "r2")
+    assert again.status == "skipped"  # still no model to be had, and said so
+    assert again.tables == {}
+    with Lake(settings) as lake:
+        assert lake.version(CUSTOMER_FEATURES.name) == before
+
+
+def test_training_frame_order_does_not_depend_on_file_layout() -> None:
+    from medallion_lakehouse.ml.model import to_frame
+
+    table = pa.table({"customer_id": ["c3", "c1", "c2"], "x": pa.array([3, 1, 2])})
+    reversed_table = table.take(pa.array([2, 1, 0]))
+    assert to_frame(table).equals(to_frame(reversed_table))
+    assert list(to_frame(table)["customer_id"]) == ["c1", "c2", "c3"]

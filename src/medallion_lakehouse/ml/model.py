@@ -58,11 +58,18 @@ class ChurnConfig:
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
-    """Arrow snapshot -> pandas with decimals as floats (sklearn wants numbers, not Decimal)."""
+    """Arrow snapshot -> pandas with decimals as floats (sklearn wants numbers, not Decimal).
+
+    Rows are sorted by customer: a random forest's bootstrap draws rows by position, so without
+    a fixed order the same data read from differently laid-out files gives another model.
+    """
     columns = [
         col.cast(pa.float64()) if pa.types.is_decimal(col.type) else col for col in table.columns
     ]
-    return pa.table(columns, names=table.column_names).to_pandas()
+    snapshot = pa.table(columns, names=table.column_names)
+    if "customer_id" in snapshot.column_names:
+        snapshot = snapshot.sort_by("customer_id")
+    return snapshot.to_pandas()
 
 
 def feature_matrix(frame: pd.DataFrame, features: tuple[str, ...] = FEATURE_COLUMNS) -> np.ndarray:

@@ -202,12 +202,31 @@ def score(
     )
 
 
+def _built_from(lake: Lake, table: str, silver_version: int | None) -> bool:
+    """Whether `table`'s newest commit was built by the ml step from this silver version."""
+    last = lake.history(table, limit=1)
+    return bool(last) and last[0].get("silver_version") == str(silver_version)
+
+
 def run(lake: Lake, ctx: StepContext) -> StepResult:
     """Customer features -> out-of-time training -> scores; skipped when data cannot support it."""
     started = time.perf_counter()
     result = StepResult(step=STEP)
     cfg = ChurnConfig.from_settings(lake.settings)
-    commit = ctx.commit(STEP)
+    silver_version = lake.version(SILVER)
+    # The step's outputs depend on silver alone: tag them with the version they were built from,
+    # so a rerun on unchanged silver writes nothing (as bronze, silver and gold do).
+    commit = ctx.commit(STEP, silver_version=str(silver_version))
+    features_current = not ctx.full_refresh and _built_from(
+        lake, CUSTOMER_FEATURES.name, silver_version
+    )
+    if features_current and _built_from(lake, CHURN_SCORES.name, silver_version):
+        result.message = (
+            f"silver/sales unchanged (version {silver_version}): features and scores are current"
+        )
+        result.metrics["up_to_date"] = True
+        result.seconds = time.perf_counter() - started
+        return result
     silver = lake.read(SILVER)
     try:
         _, last = sales_window(lake, silver)
@@ -218,12 +237,16 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     result.rows_in = lake.engine.count(silver)
 
     ctx.report(0, 3, "customer features")
-    written = lake.write(
-        CUSTOMER_FEATURES.name, customer_features(silver, last), commit=commit, mode="overwrite"
-    )
-    result.tables[CUSTOMER_FEATURES.name] = written.version
-    result.rows_out = written.rows
-    result.metrics["n_customers"] = written.rows
+    if features_current:
+        n_customers = lake.engine.count(lake.read(CUSTOMER_FEATURES.name))
+    else:
+        written = lake.write(
+            CUSTOMER_FEATURES.name, customer_features(silver, last), commit=commit, mode="overwrite"
+        )
+        result.tables[CUSTOMER_FEATURES.name] = written.version
+        n_customers = written.rows
+    result.rows_out = n_customers
+    result.metrics["n_customers"] = n_customers
     result.metrics["features_as_of"] = last.isoformat()
     checkpoint("ml.after_features")
 
