@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     churn_horizon_days: int = Field(default=90, ge=1, description="Churn label horizon.")
     seed: int = Field(default=42, description="Seed for anything random (models, samples).")
     lock_wait_seconds: float = Field(default=0.0, ge=0.0, description="Wait for the lake lock.")
+    duckdb_memory_limit: str | None = Field(
+        default=None,
+        description="DuckDB memory_limit, e.g. '3GB' (default: DuckDB's own, 80% of RAM); "
+        "above it DuckDB spills to <workspace>/.medallion/duckdb_tmp.",
+    )
 
     # -- derived locations --------------------------------------------------------------
     def _under(self, configured: str | None, default: str) -> str:

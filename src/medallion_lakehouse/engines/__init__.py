@@ -11,7 +11,10 @@ def create_engine(settings: Settings) -> Engine:
     if settings.engine == "duckdb":
         from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 
-        return DuckDBEngine(settings.storage_options)
+        spill = settings.workspace / ".medallion" / "duckdb_tmp"
+        return DuckDBEngine(
+            settings.storage_options, memory_limit=settings.duckdb_memory_limit, temp_dir=spill
+        )
     if settings.engine == "spark":
         from medallion_lakehouse.engines.spark_engine import SparkEngine
 

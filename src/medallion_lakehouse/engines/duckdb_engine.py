@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import duckdb
 import ibis
@@ -11,6 +12,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse.engines.base import Engine
+from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.storage.delta import (
     CommitInfo,
     WriteMode,
@@ -26,12 +28,29 @@ BATCH_ROWS = 256 * 1024
 class DuckDBEngine(Engine):
     name = "duckdb"
 
-    def __init__(self, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        storage_options: Mapping[str, str] | None = None,
+        *,
+        memory_limit: str | None = None,
+        temp_dir: Path | None = None,
+    ) -> None:
         super().__init__(storage_options)
         self.backend = ibis.duckdb.connect()
         self.raw: duckdb.DuckDBPyConnection = self.backend.con
         # Keep insertion order so that lineage (_source_line) and "latest wins" stay stable.
         self.raw.execute("SET preserve_insertion_order = true")
+        if temp_dir is not None:
+            # An in-memory database spills to ./.tmp by default: keep it inside the workspace.
+            self.raw.execute("SET temp_directory = ?", [str(temp_dir)])
+        if memory_limit:
+            try:
+                self.raw.execute("SET memory_limit = ?", [memory_limit])
+            except duckdb.Error as exc:
+                raise ConfigError(
+                    f"duckdb_memory_limit {memory_limit!r} is not a size DuckDB understands "
+                    "(use e.g. '3GB' or '500MB')."
+                ) from exc
 
     def read_delta(self, uri: str, *, schema: pa.Schema, version: int | None = None) -> ir.Table:
         table = open_table(uri, version=version, storage_options=self.storage_options)
