@@ -92,18 +92,23 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MEDALLION_")}
 
 
-def run_pipeline(main_csv: Path, late_csv: Path, work: Path) -> dict[str, Measure]:
+def run_pipeline(
+    main_csv: Path, late_csv: Path, work: Path, memory_limit: str | None = None
+) -> dict[str, Measure]:
     ws = work / "ws"
     shutil.rmtree(ws, ignore_errors=True)
     landing = ws / "data" / "landing"
     landing.mkdir(parents=True)
     cmd = [sys.executable, "-m", "medallion_lakehouse", "run", "-w", str(ws),
            "--steps", "bronze,silver,gold", "--json"]  # fmt: skip
+    env = clean_env()
+    if memory_limit:
+        env["MEDALLION_DUCKDB_MEMORY_LIMIT"] = memory_limit
     os.link(main_csv, landing / "a_main.csv")
-    results = {"full": measure(cmd, clean_env(), work / "pipeline_full.log")}
+    results = {"full": measure(cmd, env, work / "pipeline_full.log")}
     os.link(late_csv, landing / "b_late.csv")
-    results["late"] = measure(cmd, clean_env(), work / "pipeline_late.log")
-    results["noop"] = measure(cmd, clean_env(), work / "pipeline_noop.log")
+    results["late"] = measure(cmd, env, work / "pipeline_late.log")
+    results["noop"] = measure(cmd, env, work / "pipeline_noop.log")
     return results
 
 
@@ -128,6 +133,11 @@ def main() -> None:
         help="Which variants to run.",
     )
     parser.add_argument("--work", type=Path, default=HERE / "results", help="Scratch folder.")
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        default=None,
+        help="MEDALLION_DUCKDB_MEMORY_LIMIT for the pipeline runs, e.g. 3GB (default: DuckDB's).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -142,7 +152,8 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f}s) ==", flush=True)  # fmt: skip
         results: dict[str, Measure] = {}
         if "pipeline" in variants:
-            for phase, m in run_pipeline(main_csv, late_csv, work).items():
+            pipeline = run_pipeline(main_csv, late_csv, work, args.duckdb_memory_limit)
+            for phase, m in pipeline.items():
                 results[f"pipeline {phase}"] = m
         for name in variants:
             if name != "pipeline":
