@@ -16,7 +16,7 @@ from medallion_lakehouse.storage.lake import Lake
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _seed_dir() -> Path:
+def seed_data_dir() -> Path:
     env = os.environ.get("MEDALLION_SEED_DATA")
     candidates = [Path(env)] if env else []
     candidates += [REPO.parent / "shared" / "seed-data", REPO / "tests" / "data" / "seed"]
@@ -30,7 +30,7 @@ def _seed_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def seed_dir() -> Path:
-    return _seed_dir()
+    return seed_data_dir()
 
 
 @pytest.fixture

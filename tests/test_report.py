@@ -24,8 +24,9 @@ from medallion_lakehouse.report import data, step
 from medallion_lakehouse.report.html import Section
 from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
+from tests.conftest import seed_data_dir
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed-data"
+SEED = seed_data_dir()
 COMMIT = CommitInfo(run_id="test", step="test")
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

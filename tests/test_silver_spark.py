@@ -21,6 +21,7 @@ from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.storage.lake import Lake
+from tests.conftest import seed_data_dir
 
 pytestmark = [
     pytest.mark.spark,
@@ -30,10 +31,7 @@ pytestmark = [
     ),
 ]
 
-SEED_DIR = Path(
-    os.environ.get("MEDALLION_SEED_DATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "seed-data"
-)
+SEED_DIR = seed_data_dir()
 SPARK_CONF = {"spark.sql.shuffle.partitions": "4"}
 
 

@@ -27,11 +27,9 @@ from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
 from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
+from tests.conftest import seed_data_dir
 
-SEED_DIR = Path(
-    os.environ.get("MEDALLION_SEED_DATA")
-    or Path(__file__).resolve().parents[2] / "shared" / "seed-data"
-)
+SEED_DIR = seed_data_dir()
 HEADER = [
     "sale_id",
     "sale_date",

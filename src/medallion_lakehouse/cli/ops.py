@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,18 +142,13 @@ def _optimize_all(
 
 
 def _land_sample(settings: Settings, rows: int) -> str:
-    """Fill an empty landing folder with generated data (or the seed files as a fallback)."""
+    """Fill an empty landing folder with generated data."""
     landing = Path(settings.landing_path)
     if landing.is_dir() and any(p for p in landing.iterdir() if not p.name.startswith(".")):
         return f"landing folder {landing} is not empty: running on the files already there"
     landing.mkdir(parents=True, exist_ok=True)
-    try:
-        from medallion_lakehouse.generate import GenerateOptions, generate
-    except ImportError:
-        seed = Path(__file__).resolve().parents[3].parent / "shared" / "seed-data"
-        for name in ("raw_sales.csv", "late_sales.csv"):
-            shutil.copyfile(seed / name, landing / name)
-        return f"copied the seed data into {landing} (generator not installed)"
+    from medallion_lakehouse.generate import GenerateOptions, generate
+
     manifest = generate(GenerateOptions(rows=rows, seed=settings.seed), landing)
     files = getattr(manifest, "files", [])
     return f"generated {rows:,} sales into {landing} ({len(files)} file(s))"
