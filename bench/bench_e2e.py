@@ -9,6 +9,8 @@ so Spark's JVM counts):
 - pyspark      baselines/pyspark_original.py: the original project's approach (PySpark local[2],
                one session per stage, parquet overwrite)
 - pandas       baselines/pandas_pipeline.py
+- pipeline_spark  the same `medallion run` with `--engine spark --spark-master local[2]` (full
+               run only), so the cost of Spark on one machine is a measured figure
 
 then the pipeline's late batch (1 % of the rows, dated 2-8 weeks before the end) and a no-op rerun.
 Targets (DESIGN.md): full run within 1.5x of bare DuckDB, >= 4x faster than PySpark, peak RSS
@@ -92,24 +94,44 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MEDALLION_")}
 
 
-def run_pipeline(
-    main_csv: Path, late_csv: Path, work: Path, memory_limit: str | None = None
-) -> dict[str, Measure]:
-    ws = work / "ws"
+def pipeline_command(ws: Path, *engine_args: str) -> list[str]:
+    return [sys.executable, "-m", "medallion_lakehouse", "run", "-w", str(ws),
+            "--steps", "bronze,silver,gold", "--json", *engine_args]  # fmt: skip
+
+
+def fresh_workspace(work: Path, name: str, main_csv: Path) -> Path:
+    """An empty workspace whose landing folder holds (a hard link to) the main file."""
+    ws = work / name
     shutil.rmtree(ws, ignore_errors=True)
     landing = ws / "data" / "landing"
     landing.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "medallion_lakehouse", "run", "-w", str(ws),
-           "--steps", "bronze,silver,gold", "--json"]  # fmt: skip
+    os.link(main_csv, landing / "a_main.csv")
+    return ws
+
+
+def run_pipeline(
+    main_csv: Path, late_csv: Path, work: Path, memory_limit: str | None = None
+) -> dict[str, Measure]:
+    ws = fresh_workspace(work, "ws", main_csv)
+    cmd = pipeline_command(ws)
     env = clean_env()
     if memory_limit:
         env["MEDALLION_DUCKDB_MEMORY_LIMIT"] = memory_limit
-    os.link(main_csv, landing / "a_main.csv")
+    landing = ws / "data" / "landing"
     results = {"full": measure(cmd, env, work / "pipeline_full.log")}
     os.link(late_csv, landing / "b_late.csv")
     results["late"] = measure(cmd, env, work / "pipeline_late.log")
     results["noop"] = measure(cmd, env, work / "pipeline_noop.log")
     return results
+
+
+def run_pipeline_spark(main_csv: Path, work: Path) -> Measure:
+    """The full run on Spark local[2] (session start included: a CLI run pays it)."""
+    ws = fresh_workspace(work, "ws_spark", main_csv)
+    cmd = pipeline_command(ws, "--engine", "spark", "--spark-master", "local[2]")
+    m = measure(cmd, clean_env(), work / "pipeline_spark.log")
+    shutil.rmtree(ws, ignore_errors=True)
+    return m
 
 
 def run_baseline(name: str, main_csv: Path, work: Path) -> Measure:
@@ -129,7 +151,7 @@ def main() -> None:
     parser.add_argument("--rows", default="1000000,10000000", help="Comma-separated sizes.")
     parser.add_argument(
         "--variants",
-        default="pipeline,bare_duckdb,pyspark_original,pandas_pipeline",
+        default="pipeline,bare_duckdb,pyspark_original,pandas_pipeline,pipeline_spark",
         help="Which variants to run.",
     )
     parser.add_argument("--work", type=Path, default=HERE / "results", help="Scratch folder.")
@@ -156,7 +178,9 @@ def main() -> None:
             for phase, m in pipeline.items():
                 results[f"pipeline {phase}"] = m
         for name in variants:
-            if name != "pipeline":
+            if name == "pipeline_spark":
+                results[name] = run_pipeline_spark(main_csv, work)
+            elif name != "pipeline":
                 results[name] = run_baseline(name, main_csv, work)
         print(f"{'variant':<22}{'seconds':>10}{'peak RSS GiB':>14}{'rc':>5}")
         for name, m in results.items():
@@ -179,6 +203,10 @@ def main() -> None:
                 print(f"  PySpark / pipeline      = {ratio:.2f}x   (target >= 4x)")
             if pandas:
                 print(f"  pandas / pipeline       = {pandas.seconds / full.seconds:.2f}x")
+            on_spark = results.get("pipeline_spark")
+            if on_spark:
+                ratio = on_spark.seconds / full.seconds
+                print(f"  engine spark / duckdb   = {ratio:.2f}x   (same pipeline, local[2])")
             print(f"  peak RSS                = {full.rss_gib:.2f} GiB (target < 4 GiB at 10M)")
             late = results["pipeline late"]
             print(f"  late batch / full run   = {late.seconds / full.seconds:.1%}  (target < 15%)")

@@ -34,3 +34,18 @@ def test_unreadable_memory_limit_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "medallion.toml").write_text('duckdb_memory_limit = "lots"\n')
     with pytest.raises(ConfigError, match="duckdb_memory_limit 'lots'"):
         create_engine(load_settings(tmp_path))
+
+
+def test_a_query_larger_than_the_memory_limit_spills_into_the_workspace(tmp_path: Path) -> None:
+    # A fresh workspace has no .medallion/ yet; DuckDB must still find a place to spill.
+    (tmp_path / "medallion.toml").write_text('duckdb_memory_limit = "64MB"\n')
+    engine = create_engine(load_settings(tmp_path))
+    assert isinstance(engine, DuckDBEngine)
+    engine.raw.execute("SET threads = 1")
+    # Sorting ~300 MB of strings cannot happen inside 64 MB without spilling.
+    rows = engine.raw.execute(
+        "SELECT count(*) FROM (SELECT md5(i::VARCHAR) || repeat('x', 40) AS s "
+        "FROM range(3000000) t(i) ORDER BY s)"
+    ).fetchall()
+    assert rows == [(3_000_000,)]
+    assert (tmp_path / ".medallion" / "duckdb_tmp").is_dir()
