@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.engines import create_engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.storage.delta import CommitInfo, StagedFile, commit_files, write_arrow
 
 
 def _setting(engine: DuckDBEngine, name: str) -> str:
@@ -49,3 +52,39 @@ def test_a_query_larger_than_the_memory_limit_spills_into_the_workspace(tmp_path
     ).fetchall()
     assert rows == [(3_000_000,)]
     assert (tmp_path / ".medallion" / "duckdb_tmp").is_dir()
+
+
+SALES = pa.schema([("sale_id", pa.string()), ("sale_month", pa.string())])
+
+
+def _read(engine: DuckDBEngine, uri: str) -> list[tuple[str, str | None]]:
+    table = engine.read_delta(uri, schema=SALES)
+    rows = engine.to_arrow(table).to_pylist()
+    return sorted((r["sale_id"], r["sale_month"]) for r in rows)
+
+
+def test_partition_values_come_from_the_log_not_the_folder_names(tmp_path: Path) -> None:
+    """A file committed outside its `col=value/` folder must still read with its logged value."""
+    uri = str(tmp_path / "t")
+    commit = CommitInfo(run_id="r", step="test")
+    write_arrow(
+        uri,
+        pa.table({"sale_id": ["a"], "sale_month": ["2025-01"]}, schema=SALES),
+        schema=SALES,
+        commit=commit,
+        partition_by=["sale_month"],
+    )
+    engine = DuckDBEngine()
+    assert _read(engine, uri) == [("a", "2025-01")]
+    # Another writer's file in a folder that names no partition (as a foreign writer may).
+    (tmp_path / "t" / "elsewhere").mkdir()
+    pq.write_table(pa.table({"sale_id": ["b"]}), tmp_path / "t" / "elsewhere" / "b.parquet")
+    staged = StagedFile(
+        path="elsewhere/b.parquet",
+        size=(tmp_path / "t" / "elsewhere" / "b.parquet").stat().st_size,
+        rows=1,
+        partition_values={"sale_month": "2025-02"},
+        modification_time_ms=0,
+    )
+    commit_files(uri, [staged], schema=SALES, commit=commit, partition_by=["sale_month"])
+    assert _read(engine, uri) == [("a", "2025-01"), ("b", "2025-02")]

@@ -24,6 +24,7 @@ from medallion_lakehouse.storage.delta import (
 )
 
 _names = itertools.count()
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # DuckDB reads this folder name as NULL
 BATCH_ROWS = 256 * 1024
 
 
@@ -77,14 +78,17 @@ class DuckDBEngine(Engine):
         DuckDB plans Parquet with real row counts and reads it in parallel; an Arrow dataset scan
         is estimated at one row, which put the 10M-row bronze on the build side of the
         quarantine join (+3.8 GiB). Object stores (no httpfs extension here), non-string
-        partition columns and tables whose files lack a column of the schema keep Arrow.
+        partition columns, folder names that would not give the logged partition values back
+        verbatim, and tables whose files lack a column of the schema keep Arrow.
         """
         schema = pa.schema(table.schema().to_arrow())
         partitions = list(table.metadata().partition_columns)
         files = table.file_uris()
-        if not files or not all(_is_local(f) for f in files):
+        if not files or not all(_is_local(f) and "%" not in f for f in files):
             return None
         if any(not pa.types.is_string(schema.field(c).type) for c in partitions):
+            return None
+        if partitions and not _folders_hold_partition_values(table, files, partitions):
             return None
         options = ["union_by_name = true"]
         if partitions:
@@ -96,7 +100,7 @@ class DuckDBEngine(Engine):
         scan = f"read_parquet([{paths}], {', '.join(options)})"
         if set(schema.names) - set(self.raw.sql(f"SELECT * FROM {scan}").columns):
             return None
-        columns = ", ".join(f'"{n}"' for n in schema.names)
+        columns = ", ".join(_ident(n) for n in schema.names)
         return f"SELECT {columns} FROM {scan}"
 
     def from_arrow(self, data: pa.Table) -> ir.Table:
@@ -154,3 +158,28 @@ def _local_path(uri: str) -> str:
 def _quote(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _folders_hold_partition_values(
+    table: DeltaTable, files: Sequence[str], partitions: Sequence[str]
+) -> bool:
+    """Whether every file sits in `col=value/` folders naming its logged partition values.
+
+    DuckDB's hive partitioning reads the values from the folder names, the Delta log is the
+    truth; a writer is free to name folders otherwise (or escape them), so check before trusting.
+    """
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if actions.num_rows != len(files):
+        return False
+    for c in partitions:
+        logged = actions.column(f"partition.{c}").to_pylist()
+        for path, value in zip(files, logged, strict=True):
+            folder = HIVE_NULL if value is None else str(value)
+            if f"/{c}={folder}/" not in path:
+                return False
+    return True
