@@ -27,10 +27,14 @@ def test_memory_limit_and_spill_folder_from_settings(tmp_path: Path) -> None:
     assert _setting(engine, "temp_directory") == str(tmp_path / ".medallion" / "duckdb_tmp")
 
 
-def test_default_keeps_duckdbs_own_limit(tmp_path: Path) -> None:
+def test_default_limit_is_3gb_and_a_share_of_ram_can_be_asked_for(tmp_path: Path) -> None:
     engine = create_engine(load_settings(tmp_path))
     assert isinstance(engine, DuckDBEngine)
-    assert _setting(engine, "memory_limit") != "488.2 MiB"
+    assert _setting(engine, "memory_limit") == "2.7 GiB"  # 3 GB printed in GiB
+    (tmp_path / "medallion.toml").write_text('duckdb_memory_limit = "80%"\n')
+    engine = create_engine(load_settings(tmp_path))
+    assert isinstance(engine, DuckDBEngine)
+    assert _setting(engine, "memory_limit") not in ("2.7 GiB", "")
 
 
 def test_unreadable_memory_limit_is_a_config_error(tmp_path: Path) -> None:
