@@ -18,7 +18,6 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
@@ -202,10 +201,7 @@ def recover_interrupted(lake: Lake, known: set[str], commit: CommitInfo) -> int:
     """Delete bronze rows and rejects of files whose ingest never reached its commit marker."""
     removed = 0
     for table in (BRONZE_SALES.name, BRONZE_REJECTS.name):
-        if not lake.exists(table):
-            continue
-        shas = pc.unique(lake.read_arrow(table, columns=["_source_file_sha256"]).column(0))
-        orphans = sorted(set(shas.to_pylist()) - known - {None})
+        orphans = sorted(lake.distinct_values(table, "_source_file_sha256") - known)
         if orphans:
             quoted = ", ".join(f"'{s}'" for s in orphans)
             removed += lake.delete_where(table, f"_source_file_sha256 IN ({quoted})", commit=commit)

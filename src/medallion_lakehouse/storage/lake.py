@@ -132,6 +132,10 @@ class Lake:
         dataset = table.to_pyarrow_dataset()
         return dataset.to_table(columns=list(columns) if columns else None, filter=filter)
 
+    def distinct_values(self, name: str, column: str) -> set[Any]:
+        """Distinct non-null values of a column, from file statistics where they suffice."""
+        return delta.distinct_values(self.uri(name), column, storage_options=self.storage_options)
+
     def delete_where(self, name: str, predicate: str, *, commit: CommitInfo) -> int:
         return delta.delete_where(
             self.uri(name), predicate, commit=commit, storage_options=self.storage_options

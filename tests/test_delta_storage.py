@@ -1,0 +1,56 @@
+"""storage.delta helpers that other tests only reach indirectly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from medallion_lakehouse.storage.delta import CommitInfo, distinct_values, write_arrow
+
+SCHEMA = pa.schema([("sha", pa.string()), ("n", pa.int64())])
+COMMIT = CommitInfo(run_id="r", step="test")
+
+
+def _append(uri: str, shas: list[str | None]) -> None:
+    data = pa.table({"sha": shas, "n": list(range(len(shas)))}, schema=SCHEMA)
+    write_arrow(uri, data, schema=SCHEMA, commit=COMMIT)
+
+
+def test_distinct_values_from_single_value_files_and_mixed_ones(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    assert distinct_values(uri, "sha") == set()  # no table yet
+    _append(uri, ["aaa"] * 3)  # one value per file: answered from the footer
+    _append(uri, ["bbb"])
+    _append(uri, ["ccc", "ddd", "ccc", None])  # mixed and nulls: scanned
+    assert distinct_values(uri, "sha") == {"aaa", "bbb", "ccc", "ddd"}
+
+
+def test_distinct_values_follow_the_current_version(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    _append(uri, ["old"])
+    write_arrow(
+        uri,
+        pa.table({"sha": ["new"], "n": [0]}, schema=SCHEMA),
+        schema=SCHEMA,
+        commit=COMMIT,
+        mode="overwrite",
+    )
+    # The removed file is still on disk; only the live one counts.
+    assert distinct_values(uri, "sha") == {"new"}
+
+
+def test_single_value_is_read_from_statistics_only_when_they_prove_it(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from medallion_lakehouse.storage.delta import _single_value
+
+    def footer(shas: list[str | None]) -> pq.FileMetaData:
+        path = tmp_path / f"f{len(list(tmp_path.iterdir()))}.parquet"
+        pq.write_table(pa.table({"sha": shas}), path, row_group_size=2)
+        return pq.read_metadata(path)
+
+    assert _single_value(footer(["x", "x", "x"]), "sha") == "x"  # two row groups, one value
+    assert _single_value(footer(["x", "y"]), "sha") is None
+    assert _single_value(footer(["x", None]), "sha") is None  # a null is another value
+    assert _single_value(footer(["x"]), "other") is None
