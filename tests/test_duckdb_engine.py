@@ -92,3 +92,17 @@ def test_partition_values_come_from_the_log_not_the_folder_names(tmp_path: Path)
     )
     commit_files(uri, [staged], schema=SALES, commit=commit, partition_by=["sale_month"])
     assert _read(engine, uri) == [("a", "2025-01"), ("b", "2025-02")]
+
+
+@pytest.mark.parametrize("folder", ["my lake", "it's"])  # delta-rs itself decodes "%20"
+def test_tables_under_unusual_folder_names_read_back(tmp_path: Path, folder: str) -> None:
+    uri = str(tmp_path / folder / "t")
+    data = pa.table({"sale_id": ["a", "b"], "sale_month": ["2025-01", None]}, schema=SALES)
+    write_arrow(
+        uri,
+        data,
+        schema=SALES,
+        commit=CommitInfo(run_id="r", step="test"),
+        partition_by=["sale_month"],
+    )
+    assert _read(DuckDBEngine(), uri) == [("a", "2025-01"), ("b", None)]

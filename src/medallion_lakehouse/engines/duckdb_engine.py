@@ -6,6 +6,7 @@ import contextlib
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import ibis
@@ -83,12 +84,12 @@ class DuckDBEngine(Engine):
         """
         schema = pa.schema(table.schema().to_arrow())
         partitions = list(table.metadata().partition_columns)
-        files = table.file_uris()
-        if not files or not all(_is_local(f) and "%" not in f for f in files):
+        if not _is_local(table.table_uri):
             return None
         if any(not pa.types.is_string(schema.field(c).type) for c in partitions):
             return None
-        if partitions and not _folders_hold_partition_values(table, files, partitions):
+        files = _files_in_partition_folders(table, partitions)
+        if not files:
             return None
         options = ["union_by_name = true"]
         if partitions:
@@ -96,7 +97,7 @@ class DuckDBEngine(Engine):
             options += ["hive_partitioning = true", f"hive_types = {{{types}}}"]
         else:
             options.append("hive_partitioning = false")
-        paths = ", ".join(_quote(_local_path(f)) for f in files)
+        paths = ", ".join(_quote(f) for f in files)
         scan = f"read_parquet([{paths}], {', '.join(options)})"
         if set(schema.names) - set(self.raw.sql(f"SELECT * FROM {scan}").columns):
             return None
@@ -165,21 +166,28 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _folders_hold_partition_values(
-    table: DeltaTable, files: Sequence[str], partitions: Sequence[str]
-) -> bool:
-    """Whether every file sits in `col=value/` folders naming its logged partition values.
+def _files_in_partition_folders(table: DeltaTable, partitions: Sequence[str]) -> list[str]:
+    """Absolute paths of the live files, or [] unless each sits in `col=value/` folders that
+    spell its logged partition values verbatim.
 
-    DuckDB's hive partitioning reads the values from the folder names, the Delta log is the
-    truth; a writer is free to name folders otherwise (or escape them), so check before trusting.
+    DuckDB's hive partitioning reads the values from the folder names, but the Delta log is the
+    truth and a writer may name or escape folders otherwise, so check before trusting them.
     """
     actions = pa.table(table.get_add_actions(flatten=True))
-    if actions.num_rows != len(files):
-        return False
-    for c in partitions:
-        logged = actions.column(f"partition.{c}").to_pylist()
-        for path, value in zip(files, logged, strict=True):
+    root = _local_path(table.table_uri).rstrip("/")
+    if not Path(root).is_dir():  # a table URI may come percent-encoded ("my%20lake")
+        root = unquote(root)
+        if not Path(root).is_dir():
+            return []
+    logged = {c: actions.column(f"partition.{c}").to_pylist() for c in partitions}
+    files = []
+    for i, relative in enumerate(actions.column("path").to_pylist()):
+        if "%" in relative or "://" in relative or relative.startswith("/"):
+            return []  # escaped names, or a file outside the table folder
+        for c in partitions:
+            value = logged[c][i]
             folder = HIVE_NULL if value is None else str(value)
-            if f"/{c}={folder}/" not in path:
-                return False
-    return True
+            if f"/{c}={folder}/" not in f"/{relative}":
+                return []
+        files.append(f"{root}/{relative}")
+    return files
