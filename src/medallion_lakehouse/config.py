@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     churn_horizon_days: int = Field(default=90, ge=1, description="Churn label horizon.")
     seed: int = Field(default=42, description="Seed for anything random (models, samples).")
     lock_wait_seconds: float = Field(default=0.0, ge=0.0, description="Wait for the lake lock.")
-    # Bounded by default: DuckDB's own default (80 % of RAM) let a 10M-row run reach 8 GiB;
-    # with 3GB it peaked at 3.7 GiB and was as fast (docs/benchmarks.md).
+    # Bounded by default: with DuckDB's own default (80 % of RAM) a 10M-row run peaked at
+    # 5.6 GiB, with 3GB at 3.6 GiB, run times within noise (docs/benchmarks.md).
     duckdb_memory_limit: str | None = Field(
         default="3GB",
         description="DuckDB memory_limit, e.g. '3GB' (default) or '80%' (DuckDB's own default); "
