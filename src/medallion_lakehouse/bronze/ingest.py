@@ -319,8 +319,13 @@ def _write_rows(
     report: readers.ParseReport,
     lineage: Lineage,
     commit: CommitInfo,
+    before_commit: Callable[[], None] | None = None,
 ) -> int:
-    """Parse and commit the file's rows; returns how many were written."""
+    """Parse and commit the file's rows; returns how many were written.
+
+    `before_commit` runs after the last batch was parsed and before the Delta commit; raising
+    there abandons the write (nothing is committed).
+    """
 
     def commit_batches(batches: Iterable[pa.RecordBatch]) -> int:
         stream = _lineage(batches, lineage)
@@ -332,6 +337,8 @@ def _write_rows(
             yield first
             yield from stream
             checkpoint("bronze.before_commit")
+            if before_commit is not None:
+                before_commit()
 
         return lake.write_arrow(BRONZE_SALES.name, chained(), commit=commit).rows
 
