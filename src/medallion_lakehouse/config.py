@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         default_factory=dict, description="delta-rs storage options for object stores."
     )
 
+    landing_settle_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="A landing file modified less than this long ago is waited for (at most this "
+        "long, once per run); one that still changes, or changes while it is read, is left for a "
+        "later run. Producers should write to a temporary name and rename.",
+    )
     quarantine_fail_share: float = Field(
         default=0.20, ge=0.0, le=1.0, description="Fail a silver batch above this dropped share."
     )

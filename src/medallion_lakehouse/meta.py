@@ -13,8 +13,10 @@ INGESTED_FILES = TableContract(
     grain="one row per landing file ingested into bronze (the commit marker of its batch)",
     key=("sha256",),
     description=(
-        "A file whose sha256 is listed here is skipped by later ingests. Bronze rows of a sha256 "
-        "not listed here come from an interrupted ingest and are removed before it is retried."
+        "A file whose sha256 is listed here is skipped by later ingests. A row is written after "
+        "the file's bronze commits; a batch in bronze without a row here (an interrupted ingest, "
+        "a lost or restored ledger) gets its row back from the intent and bronze's lineage "
+        "columns. Nothing in bronze is ever deleted to make the two agree."
     ),
     columns=(
         Column("source_file", pa.string(), "Path relative to the landing folder."),
@@ -22,6 +24,7 @@ INGESTED_FILES = TableContract(
         Column("size_bytes", pa.int64(), "File size."),
         Column("format", pa.string(), "csv | jsonl | parquet."),
         Column("batch_id", pa.string(), "The bronze batch the file became."),
+        Column("seq", pa.int64(), "The batch's _batch_seq (the lake's batch order)."),
         Column("rows", pa.int64(), "Rows written to bronze/sales."),
         Column("rejects", pa.int64(), "Rows written to bronze/sales_rejects."),
         Column("rescued_columns", pa.string(), "JSON list of unexpected columns kept as rescued."),
@@ -68,4 +71,27 @@ QUALITY = TableContract(
     ),
 )
 
-register(INGESTED_FILES, RUNS, QUALITY)
+INTENTS = TableContract(
+    name="_meta/intents",
+    grain="one row per state change of a unit of work that spans several commits",
+    key=("intent_id", "state"),
+    description=(
+        "Written before the first data commit of a unit of work (a landing file's ingest, a "
+        "silver full refresh) and closed after its last one. An intent left `started` is an "
+        "unfinished write of this lake: the next run completes it (bronze: from the file or from "
+        "the rows already committed; silver: it resumes the full refresh)."
+    ),
+    write_mode="append",
+    columns=(
+        Column("intent_id", pa.string(), "The unit of work: a bronze batch_id, a silver run_id."),
+        Column("step", pa.string(), "bronze | silver."),
+        Column("kind", pa.string(), "ingest_file | full_refresh."),
+        Column("state", pa.string(), "started | done | abandoned."),
+        Column("seq", pa.int64(), "bronze: the batch's _batch_seq."),
+        Column("payload", pa.string(), "JSON with what is needed to finish the work."),
+        Column("run_id", pa.string(), "The run that recorded this state."),
+        Column("recorded_at", TIMESTAMP, "When (UTC, information only)."),
+    ),
+)
+
+register(INGESTED_FILES, RUNS, QUALITY, INTENTS)

@@ -28,7 +28,13 @@ LINEAGE_COLUMNS: tuple[Column, ...] = (
     Column("_source_file_sha256", pa.string(), "sha256 of the file's bytes."),
     Column("_source_line", pa.int64(), "1-based data line in the file (the header is line 0)."),
     Column("_batch_id", pa.string(), "One per ingested file."),
-    Column("_ingested_at", TIMESTAMP, "When the file was ingested (UTC); later files are later."),
+    Column(
+        "_batch_seq",
+        pa.int64(),
+        "The lake's batch sequence number, one more per ingested file, allocated under the "
+        "writer lock: it decides which version of a sale is latest (wall clocks do not).",
+    ),
+    Column("_ingested_at", TIMESTAMP, "When the file was ingested (UTC, information only)."),
 )
 
 BRONZE_SALES = TableContract(

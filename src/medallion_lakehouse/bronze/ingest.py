@@ -1,15 +1,24 @@
 """Bronze ingest: landing files -> bronze/sales (+ bronze/sales_rejects), idempotent by sha256.
 
-Per file, in name order: hash it, skip it if its sha256 is already recorded, parse it, then
-commit its rows, its rejects, and finally its row in `_meta/ingested_files`. That last row is the
-commit marker: bronze rows whose sha256 has no marker were left by an interrupted ingest and are
-deleted before the file is ingested again, so a crash at any point loses and duplicates nothing.
+Per file, in name order, under the writer lock:
+1. Wait out the settle time of files modified moments ago; a file whose size or mtime changes
+   before its rows are committed is *waiting* (still being written) and left for a later run.
+2. Hash it; skip it if its sha256 is already in `_meta/ingested_files`.
+3. Give it the lake's next batch sequence number and record an intent (`_meta/intents`).
+4. Commit its rows to bronze/sales, its unparseable lines to bronze/sales_rejects, and last its
+   row in `_meta/ingested_files` (the record that the file is complete).
+
+Recovery never deletes: an intent without its ledger row is finished from the file (the parts
+not yet committed) or, when the file has left landing, recorded from the rows already in
+bronze; a batch in bronze with no ledger row and no intent (a lost or partly restored `_meta`)
+gets its ledger row back from bronze's own lineage columns.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +27,9 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from medallion_lakehouse import intents
 from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
 from medallion_lakehouse.faults import checkpoint
@@ -27,7 +38,9 @@ from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
 
 HASH_CHUNK = 8 << 20
-Status = Literal["ingested", "skipped", "failed"]
+STEP = "bronze"
+INTENT_KIND = "ingest_file"
+Status = Literal["ingested", "skipped", "failed", "waiting"]
 
 
 @dataclass
@@ -49,7 +62,8 @@ class FileOutcome:
 @dataclass
 class IngestResult:
     files: list[FileOutcome] = field(default_factory=list)
-    recovered_rows: int = 0  # rows of interrupted earlier ingests that were removed
+    # What recovery did before new files were read: one sentence per repaired batch.
+    repairs: list[str] = field(default_factory=list)
 
     def _count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -65,6 +79,10 @@ class IngestResult:
     @property
     def failed(self) -> int:
         return self._count("failed")
+
+    @property
+    def waiting(self) -> int:
+        return self._count("waiting")
 
     @property
     def rows(self) -> int:
@@ -133,31 +151,30 @@ class Lineage:
     sha256: str
     batch_id: str
     ingested_at: datetime
+    seq: int
 
 
 def _lineage(batches: Iterable[pa.RecordBatch], lineage: Lineage) -> Iterator[pa.RecordBatch]:
     """Add the lineage columns of the bronze contract to parsed batches."""
     schema = BRONZE_SALES.schema
-    source_file, sha256 = lineage.source_file, lineage.sha256
-    batch_id, ingested_at = lineage.batch_id, lineage.ingested_at
-    ingest_date = ingested_at.date().isoformat()
+    ingested_at = pa.scalar(_micros(lineage.ingested_at), pa.int64()).cast(
+        schema.field("_ingested_at").type
+    )
+    ingest_date = lineage.ingested_at.date().isoformat()
     for batch in batches:
         n = batch.num_rows
-        yield pa.RecordBatch.from_arrays(
-            [
-                *(batch.column(c) for c in readers.SOURCE_COLUMNS),
-                _repeat(source_file, n),
-                _repeat(sha256, n),
-                batch.column("_source_line"),
-                _repeat(batch_id, n),
-                pa.array(np.full(n, _micros(ingested_at), dtype="int64"), pa.int64()).cast(
-                    schema.field("_ingested_at").type
-                ),
-                batch.column("_rescued_data"),
-                _repeat(ingest_date, n),
-            ],
-            schema=schema,
+        columns = {c: batch.column(c) for c in readers.SOURCE_COLUMNS}
+        columns.update(
+            _source_file=_repeat(lineage.source_file, n),
+            _source_file_sha256=_repeat(lineage.sha256, n),
+            _source_line=batch.column("_source_line"),
+            _batch_id=_repeat(lineage.batch_id, n),
+            _batch_seq=pa.array(np.full(n, lineage.seq, dtype="int64"), pa.int64()),
+            _ingested_at=pa.repeat(ingested_at, n),
+            _rescued_data=batch.column("_rescued_data"),
+            _ingest_date=_repeat(ingest_date, n),
         )
+        yield pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
 def _repeat(value: str, n: int) -> pa.Array:
@@ -173,20 +190,19 @@ def _micros(ts: datetime) -> int:
 
 def _rejects_table(rejects: list[readers.Reject], lineage: Lineage) -> pa.Table:
     n = len(rejects)
-    source_file, sha256 = lineage.source_file, lineage.sha256
-    batch_id, ingested_at = lineage.batch_id, lineage.ingested_at
     return pa.table(
         {
-            "_source_file": [source_file] * n,
-            "_source_file_sha256": [sha256] * n,
+            "_source_file": [lineage.source_file] * n,
+            "_source_file_sha256": [lineage.sha256] * n,
             "_source_line": pa.array([r.line for r in rejects], pa.int64()),
-            "_batch_id": [batch_id] * n,
+            "_batch_id": [lineage.batch_id] * n,
+            "_batch_seq": pa.array([lineage.seq] * n, pa.int64()),
             "_ingested_at": pa.array(
-                [ingested_at] * n, BRONZE_REJECTS.schema.field("_ingested_at").type
+                [lineage.ingested_at] * n, BRONZE_REJECTS.schema.field("_ingested_at").type
             ),
             "raw_line": [r.raw for r in rejects],
             "error": [r.error for r in rejects],
-            "_ingest_date": [ingested_at.date().isoformat()] * n,
+            "_ingest_date": [lineage.ingested_at.date().isoformat()] * n,
         },
         schema=BRONZE_REJECTS.schema,
     )
@@ -197,19 +213,8 @@ def known_files(lake: Lake) -> set[str]:
     return set(marker.column("sha256").to_pylist())
 
 
-def recover_interrupted(lake: Lake, known: set[str], commit: CommitInfo) -> int:
-    """Delete bronze rows and rejects of files whose ingest never reached its commit marker."""
-    removed = 0
-    for table in (BRONZE_SALES.name, BRONZE_REJECTS.name):
-        orphans = sorted(lake.distinct_values(table, "_source_file_sha256") - known)
-        if orphans:
-            quoted = ", ".join(f"'{s}'" for s in orphans)
-            removed += lake.delete_where(table, f"_source_file_sha256 IN ({quoted})", commit=commit)
-    return removed
-
-
 class _Clock:
-    """Strictly increasing UTC timestamps, so later files always sort after earlier ones."""
+    """Strictly increasing UTC timestamps within a run (information only: order is `seq`)."""
 
     def __init__(self) -> None:
         self._last: datetime | None = None
@@ -222,6 +227,196 @@ class _Clock:
         return now
 
 
+# -- files still being written ------------------------------------------------------------
+FileState = tuple[int, int]  # (size, mtime_ns)
+
+
+class FileChangedError(Exception):
+    """The file changed while it was being read: a producer is still writing it."""
+
+
+def file_state(path: Path) -> FileState:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def settle(paths: Iterable[Path], settle_seconds: float) -> dict[Path, FileState]:
+    """Each file's (size, mtime) after waiting, once, until the youngest is `settle_seconds` old.
+
+    The wait is bounded by `settle_seconds` whatever the clocks say (an mtime in the future
+    counts as just written); the caller compares the states it sees later with these.
+    """
+    states: dict[Path, FileState] = {}
+    for path in paths:
+        try:
+            states[path] = file_state(path)
+        except OSError:
+            continue  # reported as unreadable when it is ingested
+    if settle_seconds > 0 and states:
+        newest = max(mtime for _, mtime in states.values()) / 1e9
+        wait = min(settle_seconds, settle_seconds - (time.time() - newest))
+        if wait > 0:
+            time.sleep(wait)
+    return states
+
+
+# -- recovery: finish what an earlier run started, never delete ---------------------------
+def _ledger_batches(lake: Lake) -> set[str]:
+    table = lake.read_arrow(INGESTED_FILES.name, columns=["batch_id"])
+    return set(table.column("batch_id").to_pylist())
+
+
+def _next_seq(lake: Lake) -> int:
+    """One more than any sequence number the ledger or an intent holds (1 for a new lake)."""
+    seqs = lake.read_arrow(INGESTED_FILES.name, columns=["seq"]).column("seq")
+    candidates = [pc.max(seqs).as_py() if len(seqs) else None, intents.max_seq(lake, STEP)]
+    return max((int(v) for v in candidates if v is not None), default=0) + 1
+
+
+def _lineage_counts(lake: Lake, name: str, batches: set[str]) -> dict[str, dict[str, object]]:
+    """Per batch, its lineage values and row count, read from the table's own columns."""
+    if not batches or not lake.exists(name):
+        return {}
+    keys = ["_batch_id", "_batch_seq", "_source_file", "_source_file_sha256", "_ingested_at"]
+    table = lake.read_arrow(name, columns=keys, filter=pc.field("_batch_id").isin(sorted(batches)))
+    grouped = table.group_by(keys, use_threads=False).aggregate([("_batch_id", "count")])
+    return {row["_batch_id"]: row for row in grouped.to_pylist()}
+
+
+def _rebuilt_marker(
+    batch_id: str, rows: dict[str, object] | None, rejects: dict[str, object] | None, run_id: str
+) -> dict[str, object]:
+    any_side = rows or rejects
+    assert any_side is not None
+    source = str(any_side["_source_file"])
+    return {
+        "source_file": source,
+        "sha256": any_side["_source_file_sha256"],
+        "size_bytes": None,
+        "format": readers.file_format(Path(source)),
+        "batch_id": batch_id,
+        "seq": any_side["_batch_seq"],
+        "rows": int(rows["_batch_id_count"]) if rows else 0,  # type: ignore[call-overload]
+        "rejects": int(rejects["_batch_id_count"]) if rejects else 0,  # type: ignore[call-overload]
+        "rescued_columns": None,
+        "parser": "rebuilt from bronze lineage",
+        "ingested_at": any_side["_ingested_at"],
+        "run_id": run_id,
+    }
+
+
+@dataclass
+class _Run:
+    """What one ingest run shares across its files."""
+
+    lake: Lake
+    landing: Path
+    commit: CommitInfo
+    known: set[str]
+    next_seq: int
+    clock: _Clock = field(default_factory=_Clock)
+    on_bytes: Callable[[int], None] | None = None
+    settled: dict[Path, FileState] = field(default_factory=dict)
+    finished: list[intents.Intent] = field(default_factory=list)  # to close as done
+
+    def allocate(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+
+def recover(run: _Run, paths: list[Path]) -> list[str]:
+    """Complete interrupted ingests and restore lost ledger rows; returns what was done.
+
+    Intents whose ledger row did land (a crash after it, before the run closed them) are added
+    to `run.finished`, to be closed with the run's own.
+    """
+    lake = run.lake
+    notes: list[str] = []
+    ledger = _ledger_batches(lake)
+    in_rows = lake.distinct_values(BRONZE_SALES.name, "_batch_id")
+    in_rejects = lake.distinct_values(BRONZE_REJECTS.name, "_batch_id")
+    unverified: set[str] = set()  # rows committed, rejects maybe not, file gone
+    open_intents = intents.unfinished(lake, STEP, INTENT_KIND)
+    by_source = {_relative(p, run.landing): p for p in paths}
+    for intent in open_intents:
+        if intent.intent_id in ledger:  # its ledger row landed; only the intent looks open
+            run.finished.append(intent)
+            continue
+        payload = intent.payload
+        has_rows, has_rejects = intent.intent_id in in_rows, intent.intent_id in in_rejects
+        path = by_source.get(str(payload["source_file"]))
+        lineage = Lineage(
+            source_file=str(payload["source_file"]),
+            sha256=str(payload["sha256"]),
+            batch_id=intent.intent_id,
+            ingested_at=datetime.fromisoformat(str(payload["ingested_at"])),
+            seq=int(intent.seq or 0),
+        )
+        if path is not None and _sha_of(path) == lineage.sha256:
+            outcome = _ingest_one(
+                run, path, resume=lineage, skip_rows=has_rows, skip_rejects=has_rejects
+            )
+            notes.append(
+                f"completed the interrupted ingest of {lineage.source_file} "
+                f"(batch {lineage.batch_id}): {outcome.status}"
+                + (f", {outcome.reason}" if outcome.reason else "")
+            )
+            ledger.add(lineage.batch_id)
+            if outcome.status == "ingested":
+                run.finished.append(intent)
+            continue
+        if has_rows or has_rejects:
+            if not has_rejects:
+                unverified.add(intent.intent_id)
+            continue  # recorded below from the rows already in bronze
+        intents.record(lake, [_close(intent, "abandoned", run.commit.run_id)], commit=run.commit)
+        notes.append(
+            f"an interrupted ingest of {lineage.source_file} (batch {lineage.batch_id}) had "
+            "committed nothing and the file is no longer in landing: nothing to recover"
+        )
+
+    unrecorded = (in_rows | in_rejects) - ledger
+    if unrecorded:
+        rows = _lineage_counts(lake, BRONZE_SALES.name, unrecorded)
+        rejects = _lineage_counts(lake, BRONZE_REJECTS.name, unrecorded)
+        markers = [
+            _rebuilt_marker(b, rows.get(b), rejects.get(b), run.commit.run_id)
+            for b in sorted(unrecorded)
+        ]
+        lake.write_arrow(
+            INGESTED_FILES.name,
+            pa.Table.from_pylist(markers, schema=INGESTED_FILES.schema),
+            commit=run.commit,
+        )
+        for m in markers:
+            run.known.add(str(m["sha256"]))
+        notes.append(
+            f"recorded {len(markers)} batch(es) that were in bronze without a row in "
+            f"{INGESTED_FILES.name} (an interrupted ingest, or a lost or restored ledger), from "
+            "bronze's own lineage; nothing was deleted"
+            + (
+                f"; the rejected lines of {len(unverified)} of them could not be checked: their "
+                "ingest was interrupted and the files are no longer in landing"
+                if unverified
+                else ""
+            )
+        )
+    return notes
+
+
+def _close(intent: intents.Intent, state: intents.State, run_id: str) -> intents.Intent:
+    return intents.Intent(intent.intent_id, intent.step, intent.kind, state, intent.seq, {}, run_id)
+
+
+def _sha_of(path: Path) -> str | None:
+    try:
+        return digest(path).sha256
+    except OSError:
+        return None
+
+
+# -- the run ------------------------------------------------------------------------------
 def ingest(
     lake: Lake,
     *,
@@ -230,21 +425,39 @@ def ingest(
     files: list[Path] | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    settle_seconds: float | None = None,
 ) -> IngestResult:
-    """Ingest new landing files into bronze. Never raises for a bad file: it is reported."""
+    """Ingest new landing files into bronze. Never raises for a bad file: it is reported.
+
+    `settle_seconds` (default: settings.landing_settle_seconds) is how long a file must stay
+    unchanged before it is read.
+    """
     landing = Path(landing or lake.settings.landing_path)
     paths = files if files is not None else discover(landing)
-    commit = CommitInfo(run_id=run_id, step="bronze")
-    known = known_files(lake)
-    result = IngestResult(recovered_rows=recover_interrupted(lake, known, commit))
-    clock = _Clock()
+    wait = lake.settings.landing_settle_seconds if settle_seconds is None else settle_seconds
+    run = _Run(
+        lake=lake,
+        landing=landing,
+        commit=CommitInfo(run_id=run_id, step=STEP),
+        known=known_files(lake),
+        next_seq=0,
+        on_bytes=on_bytes,
+    )
+    result = IngestResult(repairs=recover(run, paths))
+    run.known = known_files(lake)
+    run.next_seq = _next_seq(lake)
+    run.settled = settle(paths, wait)
     for path in paths:
-        started = datetime.now(UTC)
-        outcome = _ingest_one(lake, path, landing, known, clock, commit, on_bytes)
-        outcome.seconds = (datetime.now(UTC) - started).total_seconds()
+        started = time.perf_counter()
+        outcome = _ingest_one(run, path)
+        outcome.seconds = time.perf_counter() - started
         result.files.append(outcome)
         if on_file:
             on_file(outcome)
+    # The ledger rows are the files' completion records; closing their intents (one commit per
+    # run, not per file) only keeps a later loss of the ledger from looking like a crash.
+    done = [_close(i, "done", run_id) for i in run.finished]
+    intents.record(lake, done, commit=run.commit)
     return result
 
 
@@ -256,22 +469,31 @@ def _relative(path: Path, landing: Path) -> str:
 
 
 def _ingest_one(
-    lake: Lake,
+    run: _Run,
     path: Path,
-    landing: Path,
-    known: set[str],
-    clock: _Clock,
-    commit: CommitInfo,
-    on_bytes: Callable[[int], None] | None,
+    *,
+    resume: Lineage | None = None,
+    skip_rows: bool = False,
+    skip_rejects: bool = False,
 ) -> FileOutcome:
-    source = _relative(path, landing)
+    """One file, start to end; `resume` finishes an interrupted ingest under its own lineage."""
+    lake, commit = run.lake, run.commit
+    source = _relative(path, run.landing)
     fmt = readers.file_format(path)
     try:
-        info = digest(path, on_bytes)
+        before = file_state(path)
+        info = digest(path, run.on_bytes)
     except OSError as exc:
         return FileOutcome(source, "failed", format=fmt, reason=f"cannot read file: {exc}")
     outcome = FileOutcome(source, "skipped", sha256=info.sha256, size_bytes=info.size, format=fmt)
-    if info.sha256 in known:
+    seen = run.settled.get(path)
+    if resume is None and seen is not None and seen != before:
+        outcome.status = "waiting"
+        outcome.reason = (
+            "still being written (it changed during the settle time): a later run takes it"
+        )
+        return outcome
+    if resume is None and info.sha256 in run.known:
         outcome.reason = "already ingested (same sha256)"
         return outcome
     if info.looks_binary and fmt != "parquet":
@@ -279,22 +501,52 @@ def _ingest_one(
         outcome.reason = f"binary content (NUL bytes) in a .{path.suffix.lstrip('.')} file"
         return outcome
 
-    ingested_at = clock.now()
-    batch_id = f"{ingested_at:%Y%m%dT%H%M%S%f}-{info.sha256[:12]}"
-    outcome.batch_id = batch_id
-    lineage = Lineage(source, info.sha256, batch_id, ingested_at)
+    if resume is None:
+        ingested_at = run.clock.now()
+        seq = run.allocate()
+        lineage = Lineage(
+            source,
+            info.sha256,
+            f"{ingested_at:%Y%m%dT%H%M%S%f}-{info.sha256[:12]}",
+            ingested_at,
+            seq,
+        )
+        intents.record(lake, [_intent(lineage, info, fmt, commit.run_id)], commit=commit)
+    else:
+        lineage = resume
+    outcome.batch_id = lineage.batch_id
+
+    changed = False
+
+    def unchanged() -> None:
+        nonlocal changed
+        if file_state(path) != before:
+            changed = True  # the Delta writer may wrap the error raised in its input stream
+            raise FileChangedError(source)
+
     report = readers.ParseReport()
     try:
-        wrote = _write_rows(lake, path, fmt, info, report, lineage, commit)
-    except readers.FileUnreadableError as exc:
-        outcome.status = "failed"
-        outcome.reason = str(exc)
+        wrote = _write_rows(
+            lake, path, fmt, info, report, lineage, commit, unchanged, write=not skip_rows
+        )
+        if wrote == 0:
+            unchanged()  # no rows commit ran the hook: check before the rejects and the marker
+    except Exception as exc:
+        if changed:
+            outcome.status = "waiting"
+            outcome.reason = (
+                "changed while it was being read (still being written?): a later run takes it"
+            )
+        elif isinstance(exc, readers.FileUnreadableError):
+            outcome.status, outcome.reason = "failed", str(exc)
+        elif isinstance(exc, OSError):
+            outcome.status, outcome.reason = "failed", f"cannot read file: {exc}"
+        else:
+            raise
+        if resume is None:  # nothing of this attempt reached a commit
+            intents.record(lake, [_abandon(lineage, commit.run_id)], commit=commit)
         return outcome
-    except OSError as exc:
-        outcome.status = "failed"
-        outcome.reason = f"cannot read file: {exc}"
-        return outcome
-    if report.rejects:
+    if report.rejects and not skip_rejects:
         lake.write_arrow(
             BRONZE_REJECTS.name, _rejects_table(report.rejects, lineage), commit=commit
         )
@@ -304,11 +556,34 @@ def _ingest_one(
     outcome.rejects = len(report.rejects)
     outcome.parser = report.path
     outcome.rescued_columns = report.rescued_columns
-    lake.write_arrow(
-        INGESTED_FILES.name, _marker(outcome, ingested_at, commit.run_id), commit=commit
-    )
-    known.add(info.sha256)
+    lake.write_arrow(INGESTED_FILES.name, _marker(outcome, lineage, commit.run_id), commit=commit)
+    run.known.add(info.sha256)
+    if resume is None:
+        run.finished.append(_intent(lineage, info, fmt, commit.run_id))
     return outcome
+
+
+def _intent(lineage: Lineage, info: Digest, fmt: str | None, run_id: str) -> intents.Intent:
+    return intents.Intent(
+        intent_id=lineage.batch_id,
+        step=STEP,
+        kind=INTENT_KIND,
+        state="started",
+        seq=lineage.seq,
+        payload={
+            "source_file": lineage.source_file,
+            "sha256": lineage.sha256,
+            "ingested_at": lineage.ingested_at.isoformat(),
+            "size_bytes": info.size,
+            "format": fmt,
+        },
+        run_id=run_id,
+    )
+
+
+def _abandon(lineage: Lineage, run_id: str) -> intents.Intent:
+    """Nothing of this attempt was committed (the failure came before the rows commit)."""
+    return intents.Intent(lineage.batch_id, STEP, INTENT_KIND, "abandoned", lineage.seq, {}, run_id)
 
 
 def _write_rows(
@@ -320,11 +595,14 @@ def _write_rows(
     lineage: Lineage,
     commit: CommitInfo,
     before_commit: Callable[[], None] | None = None,
+    *,
+    write: bool = True,
 ) -> int:
     """Parse and commit the file's rows; returns how many were written.
 
     `before_commit` runs after the last batch was parsed and before the Delta commit; raising
-    there abandons the write (nothing is committed).
+    there abandons the write (nothing is committed). `write=False` parses and counts only (an
+    interrupted ingest whose rows are already committed needs the file's rejects alone).
     """
 
     def commit_batches(batches: Iterable[pa.RecordBatch]) -> int:
@@ -340,6 +618,8 @@ def _write_rows(
             if before_commit is not None:
                 before_commit()
 
+        if not write:
+            return sum(batch.num_rows for batch in chained())
         return lake.write_arrow(BRONZE_SALES.name, chained(), commit=commit).rows
 
     if fmt == "jsonl":
@@ -361,7 +641,7 @@ def _write_rows(
     return commit_batches(readers.stream_csv_slow(path, cmap, header_bytes, report))
 
 
-def _marker(outcome: FileOutcome, ingested_at: datetime, run_id: str) -> pa.Table:
+def _marker(outcome: FileOutcome, lineage: Lineage, run_id: str) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
@@ -370,11 +650,12 @@ def _marker(outcome: FileOutcome, ingested_at: datetime, run_id: str) -> pa.Tabl
                 "size_bytes": outcome.size_bytes,
                 "format": outcome.format,
                 "batch_id": outcome.batch_id,
+                "seq": lineage.seq,
                 "rows": outcome.rows,
                 "rejects": outcome.rejects,
                 "rescued_columns": json.dumps(outcome.rescued_columns),
                 "parser": outcome.parser,
-                "ingested_at": ingested_at,
+                "ingested_at": lineage.ingested_at,
                 "run_id": run_id,
             }
         ],

@@ -120,4 +120,29 @@ def handle_errors() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
+def write_step(
+    settings: Settings,
+    name: str,
+    fn: Callable[[Any, Any], Any],
+    *,
+    command: str,
+    wait: float | None,
+    **run_options: Any,
+) -> Any:
+    """Run one step through the writing session (lock, run id, `_meta/runs` row) and return its
+    StepResult; a failed step prints its error and exits with its code."""
+    from medallion_lakehouse.pipeline.runner import run_pipeline
+
+    report = run_pipeline(
+        settings, steps=[name], registry={name: fn}, wait_seconds=wait, command=command,
+        **run_options,
+    )  # fmt: skip
+    if report.lock_note:
+        err_console.print(f"[yellow]note:[/] {report.lock_note}")
+    if report.failed_step is not None:
+        err_console.print(f"[bold red]error:[/] {report.error}")
+        raise typer.Exit(report.exit_code)
+    return report.steps[0]
+
+
 F = TypeVar("F", bound=Callable[..., Any])

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from medallion_lakehouse.bronze.ingest import FileOutcome, IngestResult, discover, ingest
+from medallion_lakehouse.bronze.ingest import FileOutcome, IngestResult, discover
 from medallion_lakehouse.cli.app import (
     EngineOpt,
     JsonOpt,
@@ -21,10 +21,9 @@ from medallion_lakehouse.cli.app import (
     err_console,
     handle_errors,
     settings_from,
+    write_step,
 )
-from medallion_lakehouse.pipeline.context import new_run_id
-from medallion_lakehouse.pipeline.lock import lake_lock
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.pipeline.steps import bronze_step
 
 
 def ingest_summary(result: IngestResult) -> dict[str, object]:
@@ -32,9 +31,10 @@ def ingest_summary(result: IngestResult) -> dict[str, object]:
         "ingested": result.ingested,
         "skipped": result.skipped,
         "failed": result.failed,
+        "waiting": result.waiting,
         "rows": result.rows,
         "rejects": result.rejects,
-        "recovered_rows": result.recovered_rows,
+        "repairs": result.repairs,
         "files": [vars(f) for f in result.files],
     }
 
@@ -43,7 +43,7 @@ def files_table(files: list[FileOutcome]) -> Table:
     table = Table(title="bronze ingest", show_lines=False)
     for col in ("file", "status", "rows", "rejects", "parser", "note"):
         table.add_column(col, justify="right" if col in ("rows", "rejects") else "left")
-    colours = {"ingested": "green", "skipped": "yellow", "failed": "bold red"}
+    colours = {"ingested": "green", "skipped": "yellow", "waiting": "cyan", "failed": "bold red"}
     for f in files:
         table.add_row(
             f.source_file,
@@ -69,49 +69,49 @@ def ingest_command(
 ) -> None:
     """Ingest new landing files into bronze/sales (already-ingested files are skipped).
 
-    Exit code 1 when a file could not be read at all; every other file still lands.
+    Exit code 1 when a file could not be read at all; every other file still lands. A file still
+    being written is left for a later run (status `waiting`).
     """
     with handle_errors():
-        settings = settings_from(workspace, engine)
-        root = Path(landing) if landing else Path(settings.landing_path)
+        given = str(landing.resolve()) if landing else None
+        settings = settings_from(workspace, engine, landing_dir=given)
+        root = Path(settings.landing_path)
         paths = discover(root)
         total = sum(p.stat().st_size for p in paths if p.exists())
-        run_id = new_run_id()
-        with (
-            lake_lock(settings, wait, run_id=run_id, command="medallion ingest"),
-            Lake(settings) as lake,
-            Progress(
-                TextColumn("[bold]bronze[/]"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=err_console,
-                disable=json_out or not err_console.is_terminal,
-                transient=True,
-            ) as progress,
-        ):
+        with Progress(
+            TextColumn("[bold]bronze[/]"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err_console,
+            disable=json_out or not err_console.is_terminal,
+            transient=True,
+        ) as progress:
             task = progress.add_task("ingest", total=total or None)
-            result = ingest(
-                lake,
-                run_id=run_id,
-                landing=root,
-                files=paths,
-                on_bytes=lambda n: progress.advance(task, n),
+            step = write_step(
+                settings,
+                "bronze",
+                bronze_step,
+                command="medallion ingest",
+                wait=wait,
+                on_progress=lambda _s, done, _t, _d: progress.update(task, completed=done),
             )
+        result = IngestResult(
+            files=[FileOutcome(**f) for f in step.metrics["files"]],
+            repairs=list(step.metrics["repairs"]),
+        )
         if json_out:
             emit_json(ingest_summary(result))
         else:
+            for note in result.repairs:
+                console.print(f"[yellow]recovered:[/] {note}")
             if not paths:
                 console.print(f"No landing files in {root}.")
             else:
                 console.print(files_table(result.files))
             console.print(
-                f"{result.ingested} ingested, {result.skipped} skipped, {result.failed} failed; "
-                f"{result.rows:,} rows, {result.rejects:,} rejected lines."
+                f"{result.ingested} ingested, {result.skipped} skipped, {result.waiting} waiting, "
+                f"{result.failed} failed; {result.rows:,} rows, {result.rejects:,} rejected lines."
             )
-            if result.recovered_rows:
-                console.print(
-                    f"Removed {result.recovered_rows:,} rows left by an interrupted ingest."
-                )
         if result.failed:
             raise typer.Exit(1)

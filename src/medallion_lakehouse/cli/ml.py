@@ -21,9 +21,9 @@ from medallion_lakehouse.cli.app import (
     emit_json,
     handle_errors,
     settings_from,
+    write_step,
 )
-from medallion_lakehouse.pipeline.context import new_run_id
-from medallion_lakehouse.pipeline.lock import lake_lock
+from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.lake import Lake
 
 AsOfOpt = Annotated[
@@ -86,17 +86,25 @@ def train_command(
     """
     with handle_errors():
         # scikit-learn is imported by these commands only, not at every CLI start-up.
+        from medallion_lakehouse.ml.contract import MODEL_METRICS
         from medallion_lakehouse.ml.model import ChurnConfig
-        from medallion_lakehouse.ml.step import train
+        from medallion_lakehouse.ml.step import TrainResult, train
 
         settings = settings_from(workspace, engine, spark_master, spark_conf)
         cfg = ChurnConfig.from_settings(settings, horizon_days=horizon, min_customers=min_customers)
-        run_id = new_run_id()
-        with (
-            lake_lock(settings, wait, run_id=run_id, command="medallion train"),
-            Lake(settings) as lake,
-        ):
-            result = train(lake, run_id=run_id, as_of=_date(as_of, "--as-of"), cfg=cfg)
+        day = _date(as_of, "--as-of")
+        trained: list[TrainResult] = []
+
+        def train_step(lake: Lake, ctx: StepContext) -> StepResult:
+            trained.append(train(lake, run_id=ctx.run_id, as_of=day, cfg=cfg))
+            return StepResult(
+                step="train",
+                tables={MODEL_METRICS.name: trained[0].metrics_version},
+                metrics=trained[0].metrics(),
+            )
+
+        write_step(settings, "train", train_step, command="medallion train", wait=wait)
+        result = trained[0]
         metrics = result.metrics()
         if json_out:
             emit_json(
@@ -134,15 +142,24 @@ def score_command(
 ) -> None:
     """Score every active customer at the newest sale date into gold/churn_scores (overwrite)."""
     with handle_errors():
-        from medallion_lakehouse.ml.step import score
+        from medallion_lakehouse.ml.contract import CHURN_SCORES
+        from medallion_lakehouse.ml.step import ScoreResult, score
 
         settings = settings_from(workspace, engine, spark_master, spark_conf)
-        run_id = new_run_id()
-        with (
-            lake_lock(settings, wait, run_id=run_id, command="medallion score"),
-            Lake(settings) as lake,
-        ):
-            result = score(lake, run_id=run_id, model_dir=model, as_of=_date(as_of, "--as-of"))
+        day = _date(as_of, "--as-of")
+        scored: list[ScoreResult] = []
+
+        def score_step(lake: Lake, ctx: StepContext) -> StepResult:
+            scored.append(score(lake, run_id=ctx.run_id, model_dir=model, as_of=day))
+            return StepResult(
+                step="score",
+                rows_out=scored[0].customers,
+                tables={CHURN_SCORES.name: scored[0].table_version},
+                metrics={"model_version": scored[0].version, "at_risk": scored[0].at_risk},
+            )
+
+        write_step(settings, "score", score_step, command="medallion score", wait=wait)
+        result = scored[0]
         summary = {
             "model_version": result.version,
             "as_of": result.as_of,

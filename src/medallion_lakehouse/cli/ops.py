@@ -23,14 +23,15 @@ from medallion_lakehouse.cli.app import (
     err_console,
     handle_errors,
     settings_from,
+    write_step,
 )
 from medallion_lakehouse.cli.run import execute
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import all_contracts, get_contract
-from medallion_lakehouse.pipeline.context import new_run_id
-from medallion_lakehouse.pipeline.lock import lake_lock
+from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.steps import STEP_ORDER
 from medallion_lakehouse.storage.delta import open_table
+from medallion_lakehouse.storage.lake import Lake
 
 DEFAULT_RETENTION_HOURS = 168  # Delta's default: time travel keeps working for a week
 SMALL_FILE_BYTES = 16 << 20
@@ -101,14 +102,22 @@ def optimize_cmd(
     with handle_errors():
         settings = settings_from(workspace)
         names = [get_contract(table).name] if table else [c.name for c in all_contracts()]
-        run_id = new_run_id()
         rows: list[dict[str, Any]] = []
-        # A dry run only reads; applying rewrites files, so it takes the writer lock.
+        # A dry run only reads; applying rewrites files, so it goes through the writing session.
         if apply:
-            with lake_lock(settings, wait, run_id=run_id, command="medallion optimize"):
-                rows = _optimize_all(settings, names, True, retention_hours, run_id)
+
+            def optimize_step(lake: Lake, ctx: StepContext) -> StepResult:
+                rows.extend(_optimize_all(lake, names, True, retention_hours, ctx.run_id))
+                return StepResult(step="optimize", tables={r["table"]: r["version"] for r in rows})
+
+            run_id = new_run_id()
+            write_step(
+                settings, "optimize", optimize_step, command="medallion optimize", wait=wait,
+                run_id=run_id,
+            )  # fmt: skip
         else:
-            rows = _optimize_all(settings, names, False, retention_hours, run_id)
+            run_id = new_run_id()
+            rows = _optimize_all(Lake(settings), names, False, retention_hours, run_id)
         if json_out:
             emit_json({"run_id": run_id, "applied": apply, "tables": rows})
             return
@@ -131,11 +140,13 @@ def optimize_cmd(
 
 
 def _optimize_all(
-    settings: Settings, names: list[str], apply: bool, hours: float, run_id: str
+    lake: Lake, names: list[str], apply: bool, hours: float, run_id: str
 ) -> list[dict[str, Any]]:
     rows = []
     for name in names:
-        row = optimize_table(settings, name, apply=apply, retention_hours=hours, run_id=run_id)
+        if apply:
+            lake.check_writable()  # maintenance commits, too, only while the lock is held
+        row = optimize_table(lake.settings, name, apply=apply, retention_hours=hours, run_id=run_id)
         if row is not None:
             rows.append(row)
     return rows

@@ -22,13 +22,13 @@ from medallion_lakehouse.cli.app import (
     err_console,
     handle_errors,
     settings_from,
+    write_step,
 )
 from medallion_lakehouse.errors import AuditError, ConfigError
 from medallion_lakehouse.meta import QUALITY
-from medallion_lakehouse.pipeline.context import StepContext, new_run_id
-from medallion_lakehouse.pipeline.lock import lake_lock
+from medallion_lakehouse.pipeline.context import new_run_id
+from medallion_lakehouse.pipeline.steps import REGISTRY
 from medallion_lakehouse.silver import audit as audit_mod
-from medallion_lakehouse.silver import step
 from medallion_lakehouse.storage.lake import Lake
 
 
@@ -63,27 +63,27 @@ def silver_cmd(
     """Run the silver step alone: new bronze batches -> silver/sales + quarantine."""
     with handle_errors():
         settings = settings_from(workspace, engine, spark_master, spark_conf)
-        ctx = StepContext(
-            run_id=new_run_id(),
+        run_id = new_run_id()
+        result = write_step(
+            settings,
+            "silver",
+            REGISTRY["silver"],
+            command="medallion silver",
+            wait=wait,
+            run_id=run_id,
             full_refresh=full_refresh,
             date_from=_parse_day(date_from, "--from"),
             date_to=_parse_day(date_to, "--to"),
         )
-        # One writer per lake: the same lock `medallion run` takes.
-        with (
-            lake_lock(settings, wait, run_id=ctx.run_id, command="medallion silver"),
-            Lake(settings) as lake,
-        ):
-            result = step.run(lake, ctx)
         if json_out:
-            emit_json({"run_id": ctx.run_id, **result.__dict__})
+            emit_json({"run_id": run_id, **result.__dict__})
             return
         if result.status == "skipped":
             console.print(f"silver: nothing to do ({result.message}).")
             return
         months = result.metrics.get("affected_months", [])
         console.print(
-            f"silver [{result.metrics.get('mode')}] run {ctx.run_id}: {result.rows_in:,} bronze "
+            f"silver [{result.metrics.get('mode')}] run {run_id}: {result.rows_in:,} bronze "
             f"rows in, {result.rows_quarantined:,} quarantined, {result.rows_out:,} rows written "
             f"to {len(months)} month(s) {', '.join(months)} in {result.seconds:.1f}s "
             f"(silver/sales version {result.metrics.get('silver_version')})."

@@ -102,6 +102,7 @@ GOLD_WATERMARK = TableContract(
         Column("total_sum", pa.decimal128(22, 2), "Sum of total."),
         Column("completed_total_sum", pa.decimal128(22, 2), "Sum of completed totals."),
         Column("max_ingested_at", TIMESTAMP, "Newest _ingested_at among the month's rows."),
+        Column("max_batch_seq", pa.int64(), "Newest _batch_seq among the month's rows."),
         Column("silver_version", pa.int64(), "silver/sales version the build read."),
         Column("run_id", pa.string(), "Run that built it."),
         Column("built_at", TIMESTAMP, "When (UTC)."),

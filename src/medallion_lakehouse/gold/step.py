@@ -2,7 +2,8 @@
 
 How gold learns what changed, robustly: `_meta/gold_watermark` holds, per gold table and silver
 month, a fingerprint of silver/sales (rows, completed rows, quantity and total sums, newest
-`_ingested_at`) as of the table's last successful build, plus the silver version it read.
+`_ingested_at` and `_batch_seq`) as of the table's last successful build, plus the silver version
+it read.
 
 1. Silver's version equals the one every gold table last consumed -> nothing to do, no commit.
 2. Otherwise fingerprint silver per month (one cheap aggregate) and rebuild, per table, the months
@@ -16,8 +17,9 @@ Silver also logs the months each of its commits replaced in `_meta/silver_change
 for a silver version newer than the one a table last consumed are rebuilt too (a union, so a
 missing or late log entry cannot hide a change the fingerprints see, and vice versa).
 
-Any new silver row carries a newer `_ingested_at` than everything before it, so inserts and
-status updates always change their month's fingerprint; a silver rewrite that changes gold-relevant
+Any new silver row carries a higher `_batch_seq` than everything before it (the lake's own
+batch order, whatever the clocks say), so inserts and status updates always change their month's
+fingerprint; a silver rewrite that changes gold-relevant
 values without touching any fingerprint component (e.g. new silver code) needs `--full-refresh`.
 """
 
@@ -57,6 +59,7 @@ FINGERPRINT_COLUMNS = (
     "total_sum",
     "completed_total_sum",
     "max_ingested_at",
+    "max_batch_seq",
 )
 Fingerprint = tuple[Any, ...]
 
@@ -103,6 +106,7 @@ def month_fingerprints(silver: ir.Table) -> ir.Table:
         total_sum=silver.total.sum().cast("decimal(22, 2)"),
         completed_total_sum=silver.total.sum(where=completed).cast("decimal(22, 2)"),
         max_ingested_at=silver._ingested_at.max(),
+        max_batch_seq=silver._batch_seq.max(),
     )
 
 

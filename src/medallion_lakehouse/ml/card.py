@@ -1,19 +1,24 @@
 """Model artifacts: a versioned folder per training run, a model card, curves, a `latest` pointer.
 
 Layout under `settings.models_path`:
-    churn-<run_id>/model.joblib   the fitted ChurnModel (joblib; load only files you trust)
+    churn-<run_id>/model.joblib   the fitted ChurnModel (joblib: loaded only after its sha256
+                                  matches the one `_meta/model_metrics` recorded at training)
     churn-<run_id>/card.json      data window, cutoffs, features, metrics, versions, seed, counts
     churn-<run_id>/card.md        the same for people
     churn-<run_id>/curves.json    ROC (fpr/tpr) and PR (precision/recall) points, model + baseline
-    latest                        the name of the newest complete folder
-The pointer is replaced atomically after the folder is complete, so a crash mid-save leaves the
-previous model in service.
+    latest                        the name of the newest evaluated folder
+The pointer is replaced atomically, and only after the folder is complete *and* its evaluation is
+in `_meta/model_metrics` (ml/step.py), so a crash at any point leaves the previous model in use.
+A pointer or folder name that is not a model version of this layout is refused before anything
+is read from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
@@ -32,6 +37,7 @@ MODEL_FILE = "model.joblib"
 CARD_JSON = "card.json"
 CARD_MD = "card.md"
 CURVES_JSON = "curves.json"
+VERSION_PATTERN = re.compile(r"churn-[0-9A-Za-z_-]{1,100}")
 _LIBRARIES = ("medallion-lakehouse", "scikit-learn", "numpy", "pandas", "pyarrow", "ibis-framework")
 
 
@@ -196,7 +202,8 @@ def save_model(
     silver_version: int | None,
     trained_at: datetime | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the versioned model folder, then point `latest` at it. Returns (folder, card)."""
+    """Write the versioned model folder (not yet in use: see `point_latest`). Returns
+    (folder, card)."""
     trained_at = trained_at or datetime.now(UTC)
     version = model_version(run_id)
     root = Path(models_path)
@@ -226,31 +233,65 @@ def save_model(
     _write_text(folder / CURVES_JSON, json.dumps(curves))
     _write_text(folder / CARD_JSON, json.dumps(card, indent=2))
     _write_text(folder / CARD_MD, render_markdown(card, outcome))
-    # Last: only a complete folder becomes the one `score` uses.
-    _write_text(root / LATEST, version + "\n")
     return folder, card
 
 
+def point_latest(models_path: str | Path, version: str) -> None:
+    """Make `version` the model `score` uses (an atomic replace of the pointer)."""
+    _check_version(version, Path(models_path) / LATEST)
+    _write_text(Path(models_path) / LATEST, version + "\n")
+
+
+def _check_version(name: str, source: Path | str) -> None:
+    if not VERSION_PATTERN.fullmatch(name):
+        raise ModelNotFoundError(
+            f"{source} names {name[:80]!r}, which is not a model version (churn-<run id>): "
+            "refusing to read it. Retrain with `medallion train`."
+        )
+
+
 def latest_model_dir(models_path: str | Path) -> Path:
-    """The folder `latest` points at; ModelNotFoundError if there is none."""
+    """The folder `latest` points at; ModelNotFoundError if there is none or the pointer is not
+    the name of a model folder directly under the models folder (no paths, no `..`)."""
     root = Path(models_path)
     pointer = root / LATEST
     if not pointer.is_file():
         raise ModelNotFoundError(
             f"No churn model in {root}: run `medallion train` (or `medallion run`) first."
         )
-    folder = root / pointer.read_text(encoding="utf-8").strip()
-    if not (folder / MODEL_FILE).is_file():
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    _check_version(name, pointer)
+    folder = root / name
+    if folder.is_symlink() or not (folder / MODEL_FILE).is_file():
         raise ModelNotFoundError(
-            f"{pointer} names {folder.name}, which has no {MODEL_FILE}: retrain with "
-            "`medallion train`."
+            f"{pointer} names {name}, which is not a model folder with a {MODEL_FILE}: retrain "
+            "with `medallion train`."
         )
     return folder
 
 
-def load_model(folder: str | Path) -> ChurnModel:
-    """Load a saved ChurnModel (joblib: only load folders you wrote yourself)."""
-    model = joblib.load(Path(folder) / MODEL_FILE)
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def load_model(folder: str | Path, *, sha256: str) -> ChurnModel:
+    """Load a saved ChurnModel, after checking its bytes are the ones recorded at training.
+
+    joblib runs code from the file while loading, so nothing is loaded whose sha256 differs
+    from `sha256` (a planted or altered file).
+    """
+    path = Path(folder) / MODEL_FILE
+    found = file_sha256(path)
+    if found != sha256:
+        raise ModelNotFoundError(
+            f"{path} is not the model this lake trained (sha256 {found[:12]}..., recorded "
+            f"{sha256[:12]}...): refusing to load it. Retrain with `medallion train`."
+        )
+    model = joblib.load(path)
     if not isinstance(model, ChurnModel):
         raise ModelNotFoundError(f"{folder} does not hold a churn model.")
     return model

@@ -105,6 +105,11 @@ MODEL_METRICS = TableContract(
         Column("recall", pa.float64(), "Churn-class recall at the threshold."),
         Column("f1", pa.float64(), "Churn-class F1 at the threshold."),
         Column("model_dir", pa.string(), "Folder holding the model, card and curves.json."),
+        Column(
+            "model_sha256",
+            pa.string(),
+            "sha256 of the saved model file: checked before the model is ever loaded.",
+        ),
     ),
 )
 

@@ -16,6 +16,7 @@ from typing import Any
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.ml import card as cards
@@ -23,7 +24,13 @@ from medallion_lakehouse.ml.contract import CHURN_SCORES, CUSTOMER_FEATURES, MOD
 from medallion_lakehouse.ml.evaluate import InsufficientDataError, ModelEvaluation, plan_cutoffs
 from medallion_lakehouse.ml.features import customer_features, sale_date_range
 from medallion_lakehouse.ml.labels import labelled_snapshot
-from medallion_lakehouse.ml.model import ChurnConfig, TrainingOutcome, to_frame, train_and_evaluate
+from medallion_lakehouse.ml.model import (
+    ChurnConfig,
+    ChurnModel,
+    TrainingOutcome,
+    to_frame,
+    train_and_evaluate,
+)
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
@@ -56,7 +63,13 @@ class TrainResult:
 
 
 def _metrics_rows(
-    outcome: TrainingOutcome, *, run_id: str, version: str, trained_at: datetime, model_dir: Path
+    outcome: TrainingOutcome,
+    *,
+    run_id: str,
+    version: str,
+    trained_at: datetime,
+    model_dir: Path,
+    sha256: str,
 ) -> pa.Table:
     cut = outcome.cutoffs
 
@@ -79,6 +92,7 @@ def _metrics_rows(
             "recall": ev.recall,
             "f1": ev.f1,
             "model_dir": str(model_dir),
+            "model_sha256": sha256,
         }
 
     return pa.Table.from_pylist(
@@ -132,12 +146,39 @@ def train(
     written = lake.write_arrow(
         MODEL_METRICS.name,
         _metrics_rows(
-            outcome, run_id=run_id, version=version, trained_at=trained_at, model_dir=folder
+            outcome,
+            run_id=run_id,
+            version=version,
+            trained_at=trained_at,
+            model_dir=folder,
+            sha256=cards.file_sha256(folder / cards.MODEL_FILE),
         ),
         commit=commit or CommitInfo(run_id=run_id, step="train"),
         mode="append",
     )
+    checkpoint("ml.after_metrics")
+    # Only an evaluated model (its metrics and sha256 committed) is ever put in use.
+    cards.point_latest(lake.settings.models_path, version)
     return TrainResult(outcome, folder, version, card, written.version)
+
+
+def trusted_model(lake: Lake, model_dir: str | Path | None = None) -> tuple[Path, ChurnModel]:
+    """The model `score` may use: `model_dir`, or the one `latest` names, loaded only if this
+    lake's `_meta/model_metrics` recorded its version and its file's sha256 matches."""
+    folder = Path(model_dir) if model_dir else cards.latest_model_dir(lake.settings.models_path)
+    recorded = lake.read_arrow(
+        MODEL_METRICS.name,
+        columns=["model_version", "model_sha256"],
+        filter=pc.field("model_version") == folder.name,
+    )
+    sums = {s for s in recorded.column("model_sha256").to_pylist() if s}
+    if len(sums) != 1:
+        raise cards.ModelNotFoundError(
+            f"{folder} is not a model this lake trained and evaluated (no sha256 for "
+            f"{folder.name[:80]!r} in {MODEL_METRICS.name}): refusing to load it. Retrain with "
+            "`medallion train`."
+        )
+    return folder, cards.load_model(folder, sha256=sums.pop())
 
 
 @dataclass
@@ -164,8 +205,7 @@ def score(
     `features` may pass a ready gold/customer_features snapshot (the ml step just wrote it);
     otherwise they are rebuilt from silver. One overwrite commit.
     """
-    folder = Path(model_dir) if model_dir else cards.latest_model_dir(lake.settings.models_path)
-    model = cards.load_model(folder)
+    folder, model = trusted_model(lake, model_dir)
     if features is None:
         silver = lake.read(SILVER)
         as_of = as_of or sales_window(lake, silver)[1]
@@ -262,6 +302,7 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     result.metrics["model_dir"] = str(trained.model_dir)
 
     ctx.report(2, 3, "score customers")
+    checkpoint("ml.before_scores")
     scored = score(
         lake,
         run_id=ctx.run_id,

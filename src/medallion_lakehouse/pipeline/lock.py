@@ -78,6 +78,9 @@ class LakeLock:
     info: LockInfo
     took_over: LockInfo | None = None
 
+    def check(self) -> None:
+        """Raise if the lock was lost (a kernel flock held by this process cannot be)."""
+
 
 def lock_path(settings: Settings) -> Path:
     """Where the lake's lock file lives."""

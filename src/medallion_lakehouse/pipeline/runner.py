@@ -1,4 +1,8 @@
-"""Run the step graph under the lake's writer lock and record one `_meta/runs` row per step.
+"""The writing session: every command that writes runs its step(s) through `run_pipeline`.
+
+That gives each of them the same guarantees: the lake's writer lock for the whole command, one
+run id, a Lake whose writes are refused once the lock is lost, and one `_meta/runs` row per step
+(`medallion ingest` and `medallion silver` leave the same record as `medallion run`).
 
 Steps run in pipeline order; the first failing step stops the run (later steps are recorded as
 skipped, naming it). A step may also report non-fatal errors in `metrics["errors"]` (bronze does
@@ -114,20 +118,23 @@ def run_pipeline(
     registry: Mapping[str, StepFn] | None = None,
     on_progress: ProgressFn | None = None,
     on_step: StepEventFn | None = None,
+    command: str = "medallion run",
 ) -> RunReport:
     """Run `steps` in order under the lake lock; never raises for a step failure (see report).
 
-    Raises LockHeldError when another writer holds the lake.
+    `registry` maps step names to functions (default: the pipeline's); a command that is not
+    `medallion run` passes its own one-step registry. Raises LockHeldError when another writer
+    holds the lake.
     """
     run_id = run_id or new_run_id()
     report = RunReport(run_id=run_id, engine=settings.engine)
     started_run = time.perf_counter()
-    with lake_lock(settings, wait_seconds, run_id=run_id, command="medallion run") as lock:
+    with lake_lock(settings, wait_seconds, run_id=run_id, command=command) as lock:
         if lock.took_over is not None:
             report.lock_note = (
                 f"took over the lock left by a crashed run: {lock.took_over.describe()}"
             )
-        with Lake(settings) as lake:
+        with Lake(settings, guard=lock.check) as lake:
             for name, fn in resolve(list(steps), registry):
                 if on_step:
                     on_step(name, None)

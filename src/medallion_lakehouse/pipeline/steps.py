@@ -46,9 +46,11 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
             "files_ingested": outcome.ingested,
             "files_skipped": outcome.skipped,
             "files_failed": outcome.failed,
+            "files_waiting": outcome.waiting,
             "bytes": outcome.bytes,
-            "recovered_rows": outcome.recovered_rows,
+            "repairs": outcome.repairs,
             "batch_ids": outcome.batch_ids,
+            "files": [vars(f) | {"seconds": round(f.seconds, 3)} for f in outcome.files],
         },
     )
     for table in tables:
@@ -60,8 +62,17 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
         # Not a step failure: later steps still process the good files, the run exits 1.
         result.metrics["errors"] = [f"{f.source_file}: {f.reason}" for f in failed]
         result.message = f"{len(failed)} file(s) failed: " + "; ".join(result.metrics["errors"])
-    elif not outcome.ingested:
-        result.message = f"no new files ({outcome.skipped} already ingested)"
+    else:
+        notes = []
+        if not outcome.ingested:
+            notes.append(f"no new files ({outcome.skipped} already ingested)")
+        if outcome.waiting:
+            notes.append(f"{outcome.waiting} file(s) still being written, left for a later run")
+        result.message = "; ".join(notes) or None
+    if outcome.repairs:
+        result.message = "; ".join(
+            [*outcome.repairs, *([result.message] if result.message else [])]
+        )
     return result
 
 

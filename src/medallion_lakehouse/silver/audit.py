@@ -48,13 +48,14 @@ def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Tab
     parsed = transform.parse(bronze)
     ids = transform.typed(parsed).select(*keys, "sale_id")
     records = (
-        parsed.select(*keys, "_ingested_at")
+        parsed.select(*keys, "_batch_seq", "_ingested_at")
         .left_join(ids, list(keys))
-        .select(*keys, "_ingested_at", "sale_id")
+        .select(*keys, "_batch_seq", "_ingested_at", "sale_id")
     )
     cur = silver.select(
         c_sale_id="sale_id",
         c_batch="_batch_id",
+        c_seq="_batch_seq",
         c_line="_source_line",
         c_at="_ingested_at",
     )
@@ -67,12 +68,15 @@ def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Tab
         quar, [first._batch_id == quar.q_batch, first._source_line == quar.q_line]
     ).select(*first.columns, "q_count")
     same = (joined.c_batch == joined._batch_id) & (joined.c_line == joined._source_line)
-    later = (joined.c_at > joined._ingested_at) | (
-        (joined.c_at == joined._ingested_at)
-        & (
-            (joined.c_line > joined._source_line)
-            | ((joined.c_line == joined._source_line) & (joined.c_batch > joined._batch_id))
-        )
+    # The current row is a later version in silver's own order (transform.VERSION_ORDER).
+    later = _after(
+        [joined.c_seq.fill_null(-1), joined.c_at, joined.c_line, joined.c_batch],
+        [
+            joined._batch_seq.fill_null(-1),
+            joined._ingested_at,
+            joined._source_line,
+            joined._batch_id,
+        ],
     )
     return joined.select(
         *keys,
@@ -81,6 +85,14 @@ def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Tab
         superseded=(~same & later).fill_null(False).cast("int64"),
         in_quarantine=joined.q_count.fill_null(0).cast("int64"),
     )
+
+
+def _after(left: list[ir.Value], right: list[ir.Value]) -> ir.BooleanValue:
+    """Whether `left` sorts after `right`, compared column by column."""
+    head_l, head_r = left[0], right[0]
+    if len(left) == 1:
+        return head_l > head_r
+    return (head_l > head_r) | ((head_l == head_r) & _after(left[1:], right[1:]))
 
 
 def audit(lake: Lake) -> AuditReport:

@@ -19,7 +19,7 @@ TOTAL = pa.decimal128(12, 2)
 SILVER_LINEAGE: tuple[Column, ...] = tuple(
     c
     for c in LINEAGE_COLUMNS
-    if c.name in ("_batch_id", "_source_file", "_source_line", "_ingested_at")
+    if c.name in ("_batch_id", "_batch_seq", "_source_file", "_source_line", "_ingested_at")
 )
 
 SILVER_SALES = TableContract(
@@ -28,8 +28,9 @@ SILVER_SALES = TableContract(
     key=("sale_id",),
     partition_by=("sale_month",),
     description=(
-        "Typed, standardised sales. Versions of a sale_id: the latest (_ingested_at, "
-        "_source_line) wins. sale_id is the source's id when present, else `h-` + a sha256 of "
+        "Typed, standardised sales. Versions of a sale_id: the latest (_batch_seq, "
+        "_source_line) wins (the lake's batch order, not a clock). sale_id is the source's id "
+        "when present, else `h-` + a sha256 of "
         "the normalised content (sale_date, store_id, customer_id, product, quantity, "
         "unit_price, total; status is left out so a status update is a new version of the same "
         "sale). Limit: two genuine sales identical in all those fields merge into one."
@@ -84,7 +85,10 @@ SILVER_QUARANTINE = TableContract(
         "Every source column as received, its lineage, and the first drop rule it failed (rules "
         "are tried in declaration order; _meta/quality counts every rule independently)."
     ),
-    write_mode="append (per new bronze batch); --full-refresh overwrites",
+    write_mode=(
+        "replace the rows of the batches processed (idempotent: a retried batch replaces its own "
+        "rows); --full-refresh overwrites"
+    ),
     columns=(
         *(Column(c, pa.string(), f"Source column `{c}` as received.") for c in SOURCE_COLUMNS),
         Column("_rescued_data", pa.string(), "Unexpected source columns as JSON (from bronze)."),
@@ -107,7 +111,8 @@ SILVER_BATCHES = TableContract(
     write_mode="append; --full-refresh overwrites",
     columns=(
         Column("batch_id", pa.string(), "Bronze batch id."),
-        Column("ingested_at", TIMESTAMP, "The batch's _ingested_at (orders batches)."),
+        Column("ingested_at", TIMESTAMP, "The batch's _ingested_at (information only)."),
+        Column("seq", pa.int64(), "The batch's _batch_seq (orders batches)."),
         Column("rows", pa.int64(), "Bronze rows in the batch."),
         Column("rows_valid", pa.int64(), "Rows that passed every drop rule."),
         Column("rows_quarantined", pa.int64(), "Rows sent to the quarantine."),

@@ -9,10 +9,13 @@ Algorithm (DESIGN.md section 5), the same on every engine:
    one of their sale_ids (so a sale that moves month leaves its old month too).
 4. Rebuild those months from (silver rows in them ∪ new rows), latest version per sale_id, and
    replace exactly those partitions in one commit.
-Commit order: quarantine append -> silver replace -> `_meta/silver_changes` -> `_meta/quality` ->
-ledger. The ledger row is the commit marker; quarantine rows of batches without it are removed at
-the start of the next run, and re-running a batch rebuilds identical silver rows, so a crash at
-any point loses and duplicates nothing.
+Commit order: quarantine -> silver replace -> `_meta/silver_changes` -> `_meta/quality` -> ledger.
+The ledger row is the commit marker. Every write is idempotent, so a crash anywhere only makes the
+next run do the same work again: the quarantine rows of the processed batches are *replaced* (one
+predicate overwrite on their batch ids, never an append), and re-running a batch rebuilds the same
+silver rows. Nothing is ever deleted to recover. A full refresh, which overwrites the quarantine
+before silver, records an intent first (`_meta/intents`); a run that finds it unfinished resumes
+the full refresh instead of taking an inconsistent quarantine for done.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medallion_lakehouse import intents
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.faults import checkpoint
@@ -46,17 +50,23 @@ from medallion_lakehouse.silver.rules import (
     BatchShare,
     gate,
 )
-from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
 
 STEP = "silver"
+FULL_REFRESH = "full_refresh"
 
 
 @dataclass(frozen=True)
 class Batch:
     batch_id: str
+    seq: int | None
     ingested_at: datetime
     source_file: str
+
+    @property
+    def order(self) -> tuple[int, datetime, str]:
+        """The lake's batch order: the sequence, then (for older lakes without one) the time."""
+        return (-1 if self.seq is None else self.seq, self.ingested_at, self.batch_id)
 
 
 def month_bounds(date_from: date | None, date_to: date | None) -> tuple[date, date]:
@@ -68,11 +78,15 @@ def month_bounds(date_from: date | None, date_to: date | None) -> tuple[date, da
     return lo, hi
 
 
-def watermarks(batches: list[tuple[str, datetime, date | None]]) -> dict[str, date | None]:
-    """Per batch, the newest valid sale_date of all batches ingested before it."""
+def watermarks(
+    batches: list[tuple[str, int | None, datetime, date | None]],
+) -> dict[str, date | None]:
+    """Per batch (id, seq, ingested_at, newest sale_date), the newest valid sale_date of all
+    batches before it in the lake's batch order."""
     result: dict[str, date | None] = {}
     newest: date | None = None
-    for batch_id, _, max_date in sorted(batches, key=lambda b: (b[1], b[0])):
+    ordered = sorted(batches, key=lambda b: (-1 if b[1] is None else b[1], b[2], b[0]))
+    for batch_id, _, _, max_date in ordered:
         result[batch_id] = newest
         if max_date is not None and (newest is None or max_date > newest):
             newest = max_date
@@ -81,27 +95,10 @@ def watermarks(batches: list[tuple[str, datetime, date | None]]) -> dict[str, da
 
 def _pending(lake: Lake, processed: set[str]) -> list[Batch]:
     markers = lake.read_arrow(
-        INGESTED_FILES.name, columns=["batch_id", "ingested_at", "source_file"]
+        INGESTED_FILES.name, columns=["batch_id", "seq", "ingested_at", "source_file"]
     ).to_pylist()
-    batches = [Batch(m["batch_id"], m["ingested_at"], m["source_file"]) for m in markers]
-    return sorted(
-        (b for b in batches if b.batch_id not in processed),
-        key=lambda b: (b.ingested_at, b.batch_id),
-    )
-
-
-def recover_quarantine(lake: Lake, processed: set[str], commit: CommitInfo) -> int:
-    """Remove quarantine rows of batches the ledger does not list (an interrupted run's)."""
-    if not lake.exists(SILVER_QUARANTINE.name):
-        return 0
-    present = set(
-        lake.read_arrow(SILVER_QUARANTINE.name, columns=["_batch_id"]).column(0).to_pylist()
-    )
-    orphans = sorted(present - processed)
-    if not orphans:
-        return 0
-    quoted = ", ".join("'" + b.replace("'", "''") + "'" for b in orphans)
-    return lake.delete_where(SILVER_QUARANTINE.name, f"_batch_id IN ({quoted})", commit=commit)
+    batches = [Batch(m["batch_id"], m["seq"], m["ingested_at"], m["source_file"]) for m in markers]
+    return sorted((b for b in batches if b.batch_id not in processed), key=lambda b: b.order)
 
 
 def _distinct(lake: Lake, column: ir.Column) -> list[Any]:
@@ -163,6 +160,20 @@ def _gate_message(
     )
 
 
+def _full_refresh_intent(
+    intent_id: str, state: intents.State, run_id: str | None = None
+) -> intents.Intent:
+    return intents.Intent(
+        intent_id=intent_id,
+        step=STEP,
+        kind=FULL_REFRESH,
+        state=state,
+        seq=None,
+        payload={},
+        run_id=run_id or intent_id,
+    )
+
+
 class EngineCache:
     """Tables materialised on the engine for the length of a run, released at its end."""
 
@@ -201,17 +212,19 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     now = datetime.now(UTC)
     commit = ctx.commit(STEP)
     engine = lake.engine
-    full = ctx.full_refresh
+    interrupted = intents.unfinished(lake, STEP, FULL_REFRESH)
+    full = ctx.full_refresh or bool(interrupted)
     ranged = not full and (ctx.date_from is not None or ctx.date_to is not None)
     mode = "full_refresh" if full else ("range" if ranged else "incremental")
 
     ledger = (SILVER_BATCHES.empty() if full else lake.read_arrow(SILVER_BATCHES.name)).to_pylist()
     processed = {r["batch_id"] for r in ledger}
-    recovered = 0 if full else recover_quarantine(lake, processed, commit)
     pending = _pending(lake, processed)
     files = {b.batch_id: b.source_file for b in pending}
-    arrived = {b.batch_id: b.ingested_at for b in pending}
+    arrived = {b.batch_id: b for b in pending}
     result = StepResult(step=STEP, metrics={"mode": mode, "affected_months": []})
+    if interrupted and not ctx.full_refresh:
+        result.metrics["resumed_full_refresh"] = [i.intent_id for i in interrupted]
     if not pending and not ranged:
         result.status = "skipped"
         result.message = "no new bronze batches"
@@ -245,8 +258,10 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         raise QualityGateError(_gate_message(failing, files, threshold, ctx.run_id))
 
     # -- is_late watermarks: newest valid sale_date of every batch ingested earlier -----------
-    known = [(r["batch_id"], r["ingested_at"], r["max_sale_date"]) for r in ledger]
-    known += [(s["_batch_id"], s["_ingested_at"], s["max_sale_date"]) for s in stats]
+    known = [(r["batch_id"], r["seq"], r["ingested_at"], r["max_sale_date"]) for r in ledger]
+    known += [
+        (s["_batch_id"], s["_batch_seq"], s["_ingested_at"], s["max_sale_date"]) for s in stats
+    ]
     marks = watermarks(known)
     wm_table = engine.from_arrow(
         pa.table(
@@ -299,22 +314,21 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     dropped = sum(b.dropped for b in shares)
     tables: dict[str, int | None] = {}
     if full:
+        intents.record(lake, [_full_refresh_intent(ctx.run_id, "started")], commit=commit)
+    if full or dropped:
         assert new_parsed is not None and new_bronze is not None
-        q = lake.write(
+        # Replacing the rows of exactly these batches (not appending) makes a retry after a
+        # crash rewrite the same rows instead of adding them twice; the quarantine is small, so
+        # it is written from Arrow on the driver, the same way on every engine.
+        q = lake.write_arrow(
             SILVER_QUARANTINE.name,
-            transform.quarantine(new_bronze, new_parsed, ctx.run_id),
+            engine.to_arrow(transform.quarantine(new_bronze, new_parsed, ctx.run_id)),
             commit=commit,
-            mode="overwrite",
+            mode="overwrite" if full else "append",
+            replace=None if full else {"_batch_id": new_ids},
         )
         tables[SILVER_QUARANTINE.name] = q.version
-    elif dropped:
-        assert new_parsed is not None and new_bronze is not None
-        q = lake.write(
-            SILVER_QUARANTINE.name,
-            transform.quarantine(new_bronze, new_parsed, ctx.run_id),
-            commit=commit,
-        )
-        tables[SILVER_QUARANTINE.name] = q.version
+        checkpoint("silver.after_quarantine")
     checkpoint("silver.before_commit")
     silver_version = lake.version(SILVER_SALES.name)
     written = 0
@@ -351,7 +365,8 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         entries = [
             {
                 "batch_id": b,
-                "ingested_at": arrived[b],
+                "seq": arrived[b].seq,
+                "ingested_at": arrived[b].ingested_at,
                 "rows": by_batch[b]["rows"] if b in by_batch else 0,
                 "rows_valid": (by_batch[b]["rows"] - (by_batch[b]["dropped"] or 0))
                 if b in by_batch
@@ -370,6 +385,10 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         lake.write_arrow(
             SILVER_BATCHES.name, ledger_table, commit=commit, mode="overwrite" if full else "append"
         )
+    if full:
+        closed = [_full_refresh_intent(i.intent_id, "done", ctx.run_id) for i in interrupted]
+        closed.append(_full_refresh_intent(ctx.run_id, "done"))
+        intents.record(lake, closed, commit=commit)
     ctx.report(4, 4, "silver: done")
 
     rows_in = sum(b.rows for b in shares)
@@ -388,7 +407,6 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         price_imputed=failures["price_present"],
         total_checked_failed=failures["total_consistent"],
         unknown_products=failures["product_in_catalogue"],
-        quarantine_recovered=recovered,
     )
     result.seconds = time.perf_counter() - started
     return result

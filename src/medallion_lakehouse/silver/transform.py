@@ -16,8 +16,23 @@ from medallion_lakehouse.silver.rules import ROW_RULES, first_failed, reason_of
 
 PRIORITY = "_priority"  # on equal lineage, a freshly computed row (1) beats a stored one (0)
 # Columns that order the versions of one sale_id, latest first.
-LINEAGE: tuple[str, ...] = ("_batch_id", "_source_file", "_source_line", "_ingested_at")
-VERSION_ORDER: tuple[str, ...] = ("_ingested_at", "_source_line", "_batch_id", PRIORITY)
+LINEAGE: tuple[str, ...] = (
+    "_batch_id",
+    "_batch_seq",
+    "_source_file",
+    "_source_line",
+    "_ingested_at",
+)
+# Columns that order the versions of one sale_id, latest first. The lake's batch sequence comes
+# first so that no wall clock decides; `_ingested_at` only orders batches of lakes written before
+# the sequence existed (their `_batch_seq` is null, and nulls sort last).
+VERSION_ORDER: tuple[str, ...] = (
+    "_batch_seq",
+    "_ingested_at",
+    "_source_line",
+    "_batch_id",
+    PRIORITY,
+)
 
 
 def parse(bronze: ir.Table) -> ir.Table:
@@ -47,7 +62,7 @@ def rule_failures(parsed: ir.Table) -> dict[str, ir.IntegerValue]:
 def batch_stats(parsed: ir.Table) -> ir.Table:
     """Per bronze batch: rows, dropped rows, newest valid sale_date, failures per rule."""
     valid = parsed._drop_rule.isnull()
-    return parsed.group_by("_batch_id", "_ingested_at").aggregate(
+    return parsed.group_by("_batch_id", "_batch_seq", "_ingested_at").aggregate(
         rows=parsed.count(),
         dropped=(~valid).cast("int64").sum(),
         max_sale_date=parsed.p_sale_date.max(where=valid),
@@ -122,6 +137,7 @@ def typed(parsed: ir.Table) -> ir.Table:
         price_imputed=t.price_imputed,
         total_recomputed=t.total_recomputed,
         _batch_id=t._batch_id,
+        _batch_seq=t._batch_seq,
         _source_file=t._source_file,
         _source_line=t._source_line,
         _ingested_at=t._ingested_at,
@@ -151,9 +167,10 @@ def conform(rows: ir.Table) -> ir.Table:
 
 
 def latest(rows: ir.Table) -> ir.Table:
-    """One row per sale_id: the latest by (_ingested_at, _source_line, _batch_id, _priority)."""
+    """One row per sale_id: the latest by VERSION_ORDER (batch sequence first)."""
     rank = ibis.row_number().over(
-        group_by=rows.sale_id, order_by=[ibis.desc(rows[c]) for c in VERSION_ORDER]
+        group_by=rows.sale_id,
+        order_by=[ibis.desc(rows[c], nulls_first=False) for c in VERSION_ORDER],
     )
     ranked = rows.mutate(_rank=rank)
     return ranked.filter(ranked._rank == 0).select(*SILVER_SALES.column_names)

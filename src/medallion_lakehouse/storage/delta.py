@@ -171,12 +171,15 @@ def write_arrow(
         batches = data
     counter = _CountingReader(batches, schema)
     predicate = None
+    existing = open_table(uri, storage_options=storage_options)
     if replace is not None:
         if not any(replace.values()):
-            return WriteResult(version=table_version(uri, storage_options), rows=0, files=0)
+            version = None if existing is None else existing.version()
+            return WriteResult(version=version, rows=0, files=0)
         mode = "overwrite"
         predicate = partition_predicate(replace)
-    write_deltalake(
+    schema_mode: Literal["merge"] | None = "merge" if _lacks_columns(existing, schema) else None
+    write_deltalake(  # type: ignore[misc]  # the overloads x unions exceed mypy's limit
         uri,
         counter.reader(),
         mode=mode,  # type: ignore[arg-type]  # overloads tie predicate to "overwrite"; set above
@@ -184,10 +187,22 @@ def write_arrow(
         predicate=predicate,
         storage_options=dict(storage_options or {}) or None,
         commit_properties=commit.properties(),
+        schema_mode=schema_mode,
     )
     table = open_table(uri, storage_options=storage_options)
     assert table is not None
     return WriteResult(version=table.version(), rows=counter.rows, files=-1)
+
+
+def _lacks_columns(table: DeltaTable | None, schema: pa.Schema) -> bool:
+    """Whether a table written by an older release lacks columns the contract has added since.
+
+    Such a write adds the (nullable) columns to the table's schema; older files read them as null.
+    """
+    if table is None:
+        return False
+    have = {f.name for f in pa.schema(table.schema().to_arrow())}
+    return not set(schema.names) <= have
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ that joins the settings, the contracts and the engine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,10 +23,24 @@ from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
 
 
 class Lake:
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        *,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
+        """`guard` runs before every write and raises to refuse it (a writer that lost its
+        lock must not commit); readers pass none."""
         self.settings = settings
         self._engine = engine
         self._owns_engine = engine is None
+        self._guard = guard
+
+    def check_writable(self) -> None:
+        """Raise if this lake handle may not write now (see `guard`)."""
+        if self._guard is not None:
+            self._guard()
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -66,10 +82,18 @@ class Lake:
 
     # -- engine reads and writes -----------------------------------------------------------
     def read(self, name: str, version: int | None = None) -> ir.Table:
-        """The table as an Ibis table on the active engine (empty with its schema if unwritten)."""
-        return self.engine.read_delta(
-            self.uri(name), schema=self.contract(name).schema, version=version
-        )
+        """The table as an Ibis table on the active engine (empty with its schema if unwritten).
+
+        Columns the contract gained after the table was written read as null.
+        """
+        schema = self.contract(name).schema
+        expr = self.engine.read_delta(self.uri(name), schema=schema, version=version)
+        missing = {
+            f.name: ibis.null(dt.DataType.from_pyarrow(f.type)).name(f.name)
+            for f in schema
+            if f.name not in expr.columns
+        }
+        return expr.mutate(**missing) if missing else expr
 
     def write(
         self,
@@ -81,6 +105,7 @@ class Lake:
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
         contract = self.contract(name)
+        self.check_writable()
         return self.engine.write_delta(
             expr,
             self.uri(name),
@@ -102,6 +127,7 @@ class Lake:
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
         contract = self.contract(name)
+        self.check_writable()
         return delta.write_arrow(
             self.uri(name),
             data,
@@ -130,13 +156,21 @@ class Lake:
             empty = contract.empty()
             return empty.select(list(columns)) if columns else empty
         dataset = table.to_pyarrow_dataset()
-        return dataset.to_table(columns=list(columns) if columns else None, filter=filter)
+        wanted = list(columns) if columns else contract.column_names
+        present = [c for c in wanted if c in dataset.schema.names]
+        data = dataset.to_table(columns=present, filter=filter)
+        for c in wanted:
+            if c not in present:  # a column the contract gained after the table was written
+                field = contract.schema.field(c)
+                data = data.append_column(field, pa.nulls(data.num_rows, field.type))
+        return data.select(wanted)
 
     def distinct_values(self, name: str, column: str) -> set[Any]:
         """Distinct non-null values of a column, from file statistics where they suffice."""
         return delta.distinct_values(self.uri(name), column, storage_options=self.storage_options)
 
     def delete_where(self, name: str, predicate: str, *, commit: CommitInfo) -> int:
+        self.check_writable()
         return delta.delete_where(
             self.uri(name), predicate, commit=commit, storage_options=self.storage_options
         )
