@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -68,6 +77,83 @@ def land(workspace: Path, *files: Path, rename: str | None = None) -> list[Path]
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+# -- a real S3 server (moto) on loopback ---------------------------------------------------------
+@dataclass(frozen=True)
+class MotoS3:
+    """moto's S3 server: its endpoint, a bucket, and the delta-rs storage options to reach it."""
+
+    endpoint: str
+    bucket: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def lake_url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """Start `moto_server` on a free loopback port for the session, with one bucket."""
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.is_file():
+        pytest.skip(f"{server} not found: install the dev extra (`pip install -e '.[dev]'`)")
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1).close()
+                break
+            except urllib.error.HTTPError:
+                break  # an HTTP error status is an answer too
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+        options = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="lake")
+        yield MotoS3(endpoint=endpoint, bucket="lake", storage_options=options)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def s3_lake(moto_s3: MotoS3, request: pytest.FixtureRequest) -> str:
+    """An s3:// lake URL under a prefix of this test's own."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)[:60]
+    return moto_s3.lake_url(f"{name}-{uuid.uuid4().hex[:8]}")
 
 
 # -- CI: a skipped test is a missing install step -----------------------------------------------

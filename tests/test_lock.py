@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medallion_lakehouse.cli.main import app
-from medallion_lakehouse.config import Settings
-from medallion_lakehouse.errors import LockHeldError
+from medallion_lakehouse.config import Settings, load_settings
+from medallion_lakehouse.errors import ConfigError, LockHeldError
 from medallion_lakehouse.pipeline.lock import lake_lock, lock_path, read_holder
 
 HOLDER = """
@@ -169,3 +170,75 @@ def test_two_runs_at_once_one_waits_for_the_other(workspace: Path, seed_dir: Pat
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- two workspaces, one local lake -------------------------------------------------------------
+
+
+def _workspace(root: Path, lake_dir: str) -> Path:
+    (root / "data" / "landing").mkdir(parents=True)
+    (root / "medallion.toml").write_text(f"lake_dir = {json.dumps(lake_dir)}\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("spell_a", "spell_b"),
+    [("uri", "uri"), ("path", "path"), ("path", "uri")],
+    ids=["file-uri", "plain-path", "path-and-uri"],
+)
+def test_two_workspaces_on_one_local_lake_exclude_each_other(
+    tmp_path: Path, settings: Settings, spell_a: str, spell_b: str
+) -> None:
+    """Workspaces in separate folders whose medallion.toml name the same lake share one lock."""
+    lake = tmp_path / "shared lake"  # a space: the file:// URI is percent-encoded
+    spell = {"uri": lake.as_uri(), "path": str(lake)}
+    ws_a = _workspace(tmp_path / "a", spell[spell_a])
+    ws_b = _workspace(tmp_path / "b", spell[spell_b])
+    settings_b = load_settings(ws_b)
+    assert lock_path(settings_b) == lake / "_meta" / "writer.lock"
+    proc = _holder(ws_a, 60)
+    try:
+        with pytest.raises(LockHeldError) as exc, lake_lock(settings_b, 0):
+            pass
+        assert f"pid {proc.pid}" in str(exc.value)
+        assert "holder-run" in str(exc.value)
+    finally:
+        proc.kill()
+        proc.wait()
+    with lake_lock(settings_b, 0) as lock:
+        assert lock.kind == "flock"
+        assert lock.took_over is not None and lock.took_over.pid == proc.pid
+        lock.check()  # a local lock is never lost
+
+
+def test_a_file_uri_on_another_host_is_a_config_error(tmp_path: Path, settings: Settings) -> None:
+    settings_b = load_settings(_workspace(tmp_path / "b", "file://otherhost/srv/lake"))
+    with pytest.raises(ConfigError, match="must be on this machine"):
+        lock_path(settings_b)
+
+
+# -- medallion unlock on a local lake -----------------------------------------------------------
+
+
+def test_unlock_on_a_local_lake_reports_the_flock(
+    settings: Settings, workspace: Path, cli: CliRunner
+) -> None:
+    result = cli.invoke(app, ["unlock", "-w", str(workspace), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "free"
+
+    proc = _holder(workspace, 60)
+    try:
+        result = cli.invoke(app, ["unlock", "-w", str(workspace), "--force"])
+        assert result.exit_code == 75, result.output
+        assert str(proc.pid) in result.output
+        assert "nothing to remove" in result.output.lower()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # The kernel released the dead holder's flock; only its trace is left in the file.
+    result = cli.invoke(app, ["unlock", "-w", str(workspace), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["state"] == "stale" and data["removed"] is False
+    assert data["holder"]["pid"] == proc.pid

@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     churn_horizon_days: int = Field(default=90, ge=1, description="Churn label horizon.")
     seed: int = Field(default=42, description="Seed for anything random (models, samples).")
     lock_wait_seconds: float = Field(default=0.0, ge=0.0, description="Wait for the lake lock.")
+    lock_lease_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="Writer lease on an object-store lake: renewed every third of this; a lease "
+        "not renewed for this long is a crashed writer's and may be taken over.",
+    )
+    unsafe_no_lock: bool = Field(
+        default=False,
+        description="Write to an object store that ignores conditional puts without any writer "
+        "lock (only if you are sure a single writer ever runs); a warning is logged.",
+    )
     # Bounded by default: with DuckDB's own default (80 % of RAM) a 10M-row run peaked at
     # 5.6 GiB, with 3GB at 3.6 GiB, run times within noise (docs/benchmarks.md).
     duckdb_memory_limit: str | None = Field(

@@ -39,6 +39,18 @@ class LockHeldError(MedallionError):
     exit_code = 75  # EX_TEMPFAIL: try again later
 
 
+class LockLostError(MedallionError):
+    """The writer lease on an object store was lost while held (not renewed, or replaced)."""
+
+    exit_code = 75  # EX_TEMPFAIL: nothing more was committed; rerun when the lake is free
+
+
+class LockUnsupportedError(MedallionError):
+    """The lake's object store ignores conditional writes, so no lease can exclude writers."""
+
+    exit_code = 2
+
+
 class QualityGateError(MedallionError):
     """A `fail` data-quality rule tripped; nothing was committed by the failing step."""
 

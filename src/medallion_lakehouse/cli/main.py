@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "ml",
     "report",
     "ops",
+    "lock",
 )
 
 for _name in _COMMAND_MODULES:
