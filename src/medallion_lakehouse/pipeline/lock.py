@@ -134,9 +134,6 @@ def local_lake_dir(settings: Settings) -> Path | None:
         )
     return Path(unquote(parts.path))
 
-    def check(self) -> None:
-        """Raise if the lock was lost (a kernel flock held by this process cannot be)."""
-
 
 def lock_path(settings: Settings) -> Path:
     """Where a local lake's lock file lives (ValueError for a lake on an object store)."""
