@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
-from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
@@ -233,16 +232,25 @@ def test_quarantine_keeps_rows_as_received_with_rule(lake: Lake) -> None:
     assert assert_audit_ok(lake).quarantined == 1
 
 
-def test_quality_gate_stops_before_any_silver_commit(lake: Lake) -> None:
+def _held_lake(lake: Lake) -> tuple[str, str]:
+    """A lake where f.csv (2 of 4 rows bad) was held by the gate; returns (batch id, run id)."""
     rows = [sale("S1"), sale("S2"), sale("B1", quantity="0"), sale("B2", quantity="zero")]
-    path = land(lake, "f.csv", rows)
-    ingest(lake, run_id=new_run_id(), files=[path])
+    ingest(lake, run_id=new_run_id(), files=[land(lake, "f.csv", rows)])
     run_id = new_run_id()
-    with pytest.raises(
-        QualityGateError, match=r"2 of 4 rows \(50.0%\).*f\.csv.*quarantine_fail_share=20%"
-    ):
-        step.run(lake, StepContext(run_id=run_id))
-    assert lake.version("silver/sales") is None
+    result = step.run(lake, StepContext(run_id=run_id))
+    assert result.metrics["exit_code"] == 3
+    (batch,) = result.metrics["held_batches"]
+    return batch, run_id
+
+
+def test_quality_gate_holds_one_batch_and_later_batches_go_on(lake: Lake) -> None:
+    batch, run_id = _held_lake(lake)
+    held_rows = lake.read_arrow("_meta/held_batches").to_pylist()
+    assert [(h["batch_id"], h["state"], h["rows"], h["rows_failed"]) for h in held_rows] == [
+        (batch, "held", 4, 2)
+    ]
+    assert "quantity_positive_integer 2" in held_rows[0]["reason"]
+    assert lake.version("silver/sales") is None  # nothing of the held batch was committed
     assert lake.read_arrow("silver/sales_quarantine").num_rows == 0
     assert lake.read_arrow("_meta/silver_batches").num_rows == 0
     quality = {
@@ -251,11 +259,64 @@ def test_quality_gate_stops_before_any_silver_commit(lake: Lake) -> None:
     assert quality["quarantine_share"]["rows_failed"] == 4
     assert quality["quantity_positive_integer"]["rows_failed"] == 2
     assert all(q["rows_checked"] == 4 for q in quality.values())
-    # Raising the threshold lets the same batch through.
+
+    # Before: the held batch stopped silver on every later run. Now a corrected file goes on.
+    later = ingest_and_run(lake, land(lake, "g.csv", [sale("S3")]))
+    assert later.metrics["held_batches"] == [batch]
+    assert set(silver_rows(lake)) == {"S3"}
+    report = assert_audit_ok(lake)
+    assert (report.held_batches, report.pending_batches) == ([batch], [])
+    assert lake.read_arrow("_meta/held_batches").num_rows == 1  # held once, not once per run
+
+    # Every run checks a held batch again: a raised threshold lets it through.
     with Lake(load_settings(lake.settings.workspace, quarantine_fail_share=0.5)) as relaxed:
         result = step.run(relaxed, StepContext(run_id=new_run_id()))
-        assert (result.rows_out, result.rows_quarantined) == (2, 2)
-        assert_audit_ok(relaxed)
+        assert "held_batches" not in result.metrics
+        assert result.rows_quarantined == 2
+        assert set(silver_rows(relaxed)) == {"S1", "S2", "S3"}
+        assert assert_audit_ok(relaxed).held_batches == []
+
+
+@pytest.mark.parametrize(
+    ("decision", "in_silver", "quarantined"),
+    [
+        (
+            "--accept",
+            {"S1", "S2"},
+            {"B1": "quantity_positive_integer", "B2": "quantity_positive_integer"},
+        ),
+        ("--quarantine", set(), dict.fromkeys(["S1", "S2", "B1", "B2"], "held_batch_quarantined")),
+        ("--drop", set(), {}),
+    ],
+)
+def test_operator_decides_about_a_held_batch(
+    lake: Lake, decision: str, in_silver: set[str], quarantined: dict[str, str]
+) -> None:
+    batch, _ = _held_lake(lake)
+    ws = str(lake.settings.workspace)
+    cli = CliRunner()
+    listed = cli.invoke(app, ["held", "-w", ws, "--json"])
+    assert [b["state"] for b in json.loads(listed.stdout)] == ["held"]
+    decided = cli.invoke(
+        app, ["held", "-w", ws, decision, batch, "--note", "checked with the shop"]
+    )
+    assert decided.exit_code == 0, decided.output
+    again = cli.invoke(app, ["held", "-w", ws, "--drop", batch])
+    assert again.exit_code == 2 and "final" in again.output
+
+    result = step.run(lake, StepContext(run_id=new_run_id()))
+    assert "held_batches" not in result.metrics
+    assert set(silver_rows(lake)) == in_silver
+    q = lake.read_arrow("silver/sales_quarantine").to_pylist()
+    assert {r["sale_id"]: r["rule"] for r in q} == quarantined
+    assert all(r["reason"] for r in q)
+    report = assert_audit_ok(lake)
+    assert report.dropped_batches == ([batch] if decision == "--drop" else [])
+    assert report.pending_batches == report.held_batches == []
+    states = [b["state"] for b in json.loads(cli.invoke(app, ["held", "-w", ws, "--json"]).stdout)]
+    assert states == [
+        {"--accept": "accepted", "--quarantine": "quarantined", "--drop": "dropped"}[decision]
+    ]
 
 
 # -- refresh, idempotence, ranges ----------------------------------------------------------------

@@ -26,9 +26,10 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.errors import AuditError, ConfigError
 from medallion_lakehouse.meta import QUALITY
-from medallion_lakehouse.pipeline.context import new_run_id
+from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.steps import REGISTRY
 from medallion_lakehouse.silver import audit as audit_mod
+from medallion_lakehouse.silver import held
 from medallion_lakehouse.storage.lake import Lake
 
 
@@ -77,17 +78,20 @@ def silver_cmd(
         )
         if json_out:
             emit_json({"run_id": run_id, **result.__dict__})
-            return
-        if result.status == "skipped":
+        elif result.status == "skipped":
             console.print(f"silver: nothing to do ({result.message}).")
-            return
-        months = result.metrics.get("affected_months", [])
-        console.print(
-            f"silver [{result.metrics.get('mode')}] run {run_id}: {result.rows_in:,} bronze "
-            f"rows in, {result.rows_quarantined:,} quarantined, {result.rows_out:,} rows written "
-            f"to {len(months)} month(s) {', '.join(months)} in {result.seconds:.1f}s "
-            f"(silver/sales version {result.metrics.get('silver_version')})."
-        )
+        else:
+            months = result.metrics.get("affected_months", [])
+            console.print(
+                f"silver [{result.metrics.get('mode')}] run {run_id}: {result.rows_in:,} bronze "
+                f"rows in, {result.rows_quarantined:,} quarantined, {result.rows_out:,} rows "
+                f"written to {len(months)} month(s) {', '.join(months)} in {result.seconds:.1f}s "
+                f"(silver/sales version {result.metrics.get('silver_version')})."
+            )
+        for problem in result.metrics.get("errors", []):
+            err_console.print(f"[bold red]error:[/] {problem}")
+        if result.metrics.get("errors"):
+            raise typer.Exit(int(result.metrics.get("exit_code", 1)))
 
 
 @app.command("audit")
@@ -111,6 +115,11 @@ def audit_cmd(
                 f"+ superseded {report.superseded:,} + quarantined {report.quarantined:,}; "
                 f"silver rows {report.silver_rows:,}"
             )
+            if report.held_batches or report.dropped_batches:
+                console.print(
+                    f"held by the quality gate: {len(report.held_batches)} batch(es); dropped by "
+                    f"an operator: {len(report.dropped_batches)} (see `medallion held`)"
+                )
             if report.pending_batches:
                 console.print(
                     f"pending (not yet processed by silver): {len(report.pending_batches)} "
@@ -172,3 +181,65 @@ def quality_cmd(
         checked_at = rows[0]["checked_at"]
         if isinstance(checked_at, datetime):
             console.print(f"checked at {checked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@app.command("held")
+def held_cmd(
+    workspace: WorkspaceOpt = None,
+    accept: Annotated[
+        str | None, typer.Option("--accept", help="Process this held batch whatever its share.")
+    ] = None,
+    quarantine: Annotated[
+        str | None,
+        typer.Option("--quarantine", help="Send every row of this held batch to the quarantine."),
+    ] = None,
+    drop: Annotated[
+        str | None,
+        typer.Option("--drop", help="Never process this held batch (it stays in bronze)."),
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why (kept with the decision in _meta).")
+    ] = None,
+    wait: WaitOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the batches the quality gate held back, or decide about one (final; the next
+    silver run applies it)."""
+    with handle_errors():
+        settings = settings_from(workspace)
+        chosen = [
+            (d, b) for d, b in zip(held.DECISIONS, (accept, quarantine, drop), strict=True) if b
+        ]
+        if len(chosen) > 1:
+            raise ConfigError("Give one of --accept, --quarantine or --drop at a time.")
+        if chosen:
+            decision, batch_id = chosen[0]
+
+            def decide(lake: Lake, ctx: StepContext) -> StepResult:
+                made = held.decide(lake, batch_id, decision, note=note, commit=ctx.commit("held"))
+                return StepResult(step="held", metrics={"batch_id": made.batch_id,
+                                                        "decision": made.state})  # fmt: skip
+
+            write_step(settings, "held", decide, command="medallion held", wait=wait)
+        with Lake(settings) as lake:
+            batches = sorted(held.current(lake).values(), key=lambda b: (b.seq or 0, b.batch_id))
+        if json_out:
+            emit_json([b.__dict__ | {"share": b.share} for b in batches])
+            return
+        if chosen:
+            console.print(
+                f"batch {chosen[0][1]}: {chosen[0][0]}; the next silver run applies it "
+                "(`medallion run`)."
+            )
+        if not batches:
+            console.print("No batch has been held by the quality gate.")
+            return
+        out = Table(title="batches held by the quality gate")
+        for col in ("batch", "file", "state", "rows", "failed", "share", "reason"):
+            out.add_column(col, justify="right" if col in ("rows", "failed", "share") else "left")
+        for b in batches:
+            out.add_row(
+                b.batch_id, b.source_file or "", b.state, f"{b.rows:,}", f"{b.rows_failed:,}",
+                f"{b.share:.1%}", b.reason or "",
+            )  # fmt: skip
+        console.print(out)

@@ -153,7 +153,7 @@ def run_pipeline(
                 report.steps.append(result)
                 _record(lake, [_run_row(report, result, started, datetime.now(UTC))], run_id)
                 if result.metrics.get("errors") and report.exit_code == 0:
-                    report.exit_code = 1
+                    report.exit_code = int(result.metrics.get("exit_code", 1))
                     report.error = report.error or f"{name}: {result.message}"
                 if on_step:
                     on_step(name, result)

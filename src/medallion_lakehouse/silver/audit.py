@@ -17,7 +17,7 @@ import ibis.expr.types as ir
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.meta import INGESTED_FILES
-from medallion_lakehouse.silver import transform
+from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.step import EngineCache
 from medallion_lakehouse.storage.lake import Lake
@@ -31,6 +31,10 @@ class AuditReport:
     quarantined: int = 0
     pending_batches: list[str] = field(default_factory=list)
     pending_rows: int = 0
+    # Held by the quality gate (awaiting a decision, or dropped by an operator): accounted for,
+    # not pending, and not silver's to place.
+    held_batches: list[str] = field(default_factory=list)
+    dropped_batches: list[str] = field(default_factory=list)
     silver_rows: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -111,7 +115,14 @@ def _audit(lake: Lake, cache: EngineCache) -> AuditReport:
         set(lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"]).column(0).to_pylist())
     )
     complete = lake.read_arrow(INGESTED_FILES.name, columns=["batch_id"]).column(0).to_pylist()
-    report.pending_batches = sorted(set(complete) - set(processed))
+    holds = held.current(lake)
+    unprocessed = set(complete) - set(processed)
+    state = {b: holds[b].state for b in unprocessed if b in holds}
+    report.held_batches = sorted(b for b, st in state.items() if st == "held")
+    report.dropped_batches = sorted(b for b, st in state.items() if st == "dropped")
+    report.pending_batches = sorted(
+        unprocessed - set(report.held_batches) - set(report.dropped_batches)
+    )
     bronze = lake.read(BRONZE_SALES.name)
     silver = lake.read(SILVER_SALES.name)
     quarantine = lake.read(SILVER_QUARANTINE.name)

@@ -144,4 +144,30 @@ SILVER_CHANGES = TableContract(
     ),
 )
 
-register(SILVER_SALES, SILVER_QUARANTINE, SILVER_BATCHES, SILVER_CHANGES)
+HELD_BATCHES = TableContract(
+    name="_meta/held_batches",
+    grain="one row per event of a bronze batch the quality gate held: held, then one decision",
+    key=("batch_id", "state"),
+    description=(
+        "A batch whose quarantined share is above the threshold is held: silver commits nothing "
+        "of it and goes on with later batches, and checks it again on every run (a raised "
+        "threshold lets it through). An operator's decision is final: `accepted` (process it "
+        "whatever its share), `quarantined` (every row to the quarantine, rule "
+        "held_batch_quarantined) or `dropped` (never processed; the audit lists it)."
+    ),
+    write_mode="append",
+    columns=(
+        Column("batch_id", pa.string(), "Bronze batch id."),
+        Column("seq", pa.int64(), "The batch's _batch_seq."),
+        Column("source_file", pa.string(), "Landing file of the batch."),
+        Column("state", pa.string(), "held | accepted | quarantined | dropped."),
+        Column("rows", pa.int64(), "Bronze rows in the batch."),
+        Column("rows_failed", pa.int64(), "Rows that broke a drop rule when it was held."),
+        Column("threshold", pa.float64(), "quarantine_fail_share when it was held."),
+        Column("reason", pa.string(), "Why it was held, or the operator's note."),
+        Column("run_id", pa.string(), "The run that recorded the event."),
+        Column("recorded_at", TIMESTAMP, "When (UTC)."),
+    ),
+)
+
+register(SILVER_SALES, SILVER_QUARANTINE, SILVER_BATCHES, SILVER_CHANGES, HELD_BATCHES)

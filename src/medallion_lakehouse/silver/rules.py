@@ -3,7 +3,9 @@
 Severities follow Delta Live Tables expectations: `warn` keeps the row and counts it, `drop`
 sends the row to silver/sales_quarantine, `fail` stops the run before anything is committed.
 Row rules are predicates on the parsed table of `transform.parse` (its `p_*` columns) that are
-True when the row *passes*. The one `fail` rule works on whole bronze batches (see `gate`).
+True when the row *passes*. The one `fail` rule works on whole bronze batches (see `gate`): a
+batch above the share is *held* (nothing of it is committed, later batches go on) until the
+share falls under the threshold or an operator decides (`medallion held`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ Severity = Literal["warn", "drop", "fail"]
 Predicate = Callable[[ir.Table], ir.BooleanValue]
 
 QUARANTINE_SHARE_RULE = "quarantine_share"
+# Not a check of the data: an operator's decision about a batch the gate held (`medallion held`).
+BATCH_QUARANTINED_RULE = "held_batch_quarantined"
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,19 @@ RULES: tuple[Rule, ...] = (
     Rule(
         QUARANTINE_SHARE_RULE,
         "fail",
-        "share of a bronze batch quarantined is above settings.quarantine_fail_share",
+        "share of a bronze batch quarantined is above settings.quarantine_fail_share (the batch "
+        "is held back, later batches go on: see `medallion held`)",
+    ),
+    Rule(
+        BATCH_QUARANTINED_RULE,
+        "drop",
+        "the quality gate held this row's batch and an operator quarantined the batch whole "
+        "(`medallion held --quarantine`)",
     ),
 )
 
 ROW_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.passes is not None)
-DROP_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.severity == "drop")
+DROP_RULES: tuple[Rule, ...] = tuple(r for r in ROW_RULES if r.severity == "drop")
 
 
 def get_rule(name: str) -> Rule:

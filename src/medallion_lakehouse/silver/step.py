@@ -3,8 +3,9 @@
 Algorithm (DESIGN.md section 5), the same on every engine:
 1. The pending batches are those in `_meta/ingested_files` (complete bronze batches) that are
    not in the ledger `_meta/silver_batches`.
-2. Parse them; evaluate the rules; stop with QualityGateError before any commit if a batch's
-   dropped share is above `settings.quarantine_fail_share`.
+2. Parse them; evaluate the rules; a batch whose dropped share is above
+   `settings.quarantine_fail_share` is held back (`silver/held.py`): nothing of it is committed,
+   the other batches go on, and the step reports it (the run exits 3).
 3. Affected months = months of the new valid rows plus months where silver holds a version of
    one of their sale_ids (so a sale that moves month leaves its old month too).
 4. Rebuild those months from (silver rows in them ∪ new rows), latest version per sale_id, and
@@ -32,12 +33,11 @@ import pyarrow.compute as pc
 
 from medallion_lakehouse import intents
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
-from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.meta import INGESTED_FILES, QUALITY
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
+from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import standardise as std
-from medallion_lakehouse.silver import transform
 from medallion_lakehouse.silver.contract import (
     SILVER_BATCHES,
     SILVER_CHANGES,
@@ -45,6 +45,9 @@ from medallion_lakehouse.silver.contract import (
     SILVER_SALES,
 )
 from medallion_lakehouse.silver.rules import (
+    BATCH_QUARANTINED_RULE,
+    DROP_RULES,
+    QUARANTINE_SHARE_RULE,
     ROW_RULES,
     RULES,
     BatchShare,
@@ -54,6 +57,7 @@ from medallion_lakehouse.storage.lake import Lake
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"
+_DROP_NAMES = frozenset(r.name for r in DROP_RULES)
 
 
 @dataclass(frozen=True)
@@ -122,15 +126,21 @@ def _batch_stats(lake: Lake, parsed: ir.Table) -> list[dict[str, Any]]:
 
 
 def _quality_rows(
-    run_id: str, stats: list[dict[str, Any]], failing: list[BatchShare], now: datetime
+    run_id: str,
+    stats: list[dict[str, Any]],
+    failing: list[BatchShare],
+    whole: list[BatchShare],
+    now: datetime,
 ) -> pa.Table:
+    """One row per rule; the batch-level ones count the rows of the batches they apply to."""
     checked = sum(s["rows"] for s in stats)
+    batch_level = {QUARANTINE_SHARE_RULE: failing, BATCH_QUARANTINED_RULE: whole}
     rows = []
     for rule in RULES:
         if rule in ROW_RULES:
             failed = sum(s[f"failed__{rule.name}"] or 0 for s in stats)
-        else:  # the batch-level fail rule: rows of the batches that tripped it
-            failed = sum(b.rows for b in failing)
+        else:
+            failed = sum(b.rows for b in batch_level[rule.name])
         rows.append(
             {
                 "run_id": run_id,
@@ -152,11 +162,23 @@ def _gate_message(
     worst = max(failing, key=lambda b: b.share)
     others = f" (and {len(failing) - 1} more batch(es))" if len(failing) > 1 else ""
     return (
-        f"Silver stopped: {worst.dropped:,} of {worst.rows:,} rows ({worst.share:.1%}) of bronze "
+        f"Held back: {worst.dropped:,} of {worst.rows:,} rows ({worst.share:.1%}) of bronze "
         f"batch {worst.batch_id} ({files.get(worst.batch_id, '?')}) failed drop rules{others}, "
-        f"above quarantine_fail_share={threshold:.0%}. Nothing was committed to silver. See "
-        f"`medallion quality --run {run_id}` for the rules that failed; fix the source file and "
-        "land a corrected one, or raise MEDALLION_QUARANTINE_FAIL_SHARE if this share is expected."
+        f"above quarantine_fail_share={threshold:.0%}. Nothing of it was committed; other "
+        f"batches went on. See `medallion quality --run {run_id}` for the rules, then decide with "
+        "`medallion held` (--accept, --quarantine or --drop), or land a corrected file."
+    )
+
+
+def _hold_reason(share: BatchShare, stats: dict[str, Any]) -> str:
+    broken = {
+        k.removeprefix("failed__"): int(v or 0)
+        for k, v in stats.items()
+        if k.startswith("failed__") and v and k.removeprefix("failed__") in _DROP_NAMES
+    }
+    rules = ", ".join(f"{name} {n:,}" for name, n in sorted(broken.items()))
+    return (
+        f"{share.dropped:,} of {share.rows:,} rows ({share.share:.1%}) failed drop rules: {rules}"
     )
 
 
@@ -219,7 +241,9 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
 
     ledger = (SILVER_BATCHES.empty() if full else lake.read_arrow(SILVER_BATCHES.name)).to_pylist()
     processed = {r["batch_id"] for r in ledger}
-    pending = _pending(lake, processed)
+    holds = held.current(lake)
+    decided = {s: {b for b, h in holds.items() if h.state == s} for s in held.DECISIONS}
+    pending = [b for b in _pending(lake, processed) if b.batch_id not in decided["dropped"]]
     files = {b.batch_id: b.source_file for b in pending}
     arrived = {b.batch_id: b for b in pending}
     result = StepResult(step=STEP, metrics={"mode": mode, "affected_months": []})
@@ -238,7 +262,15 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     # Materialised once: the rules, the quarantine and the rebuild all read it (and compiling
     # the parse expression again for each of them costs seconds).
     new_parsed = (
-        cache(transform.narrow(transform.parse(new_bronze))) if new_bronze is not None else None
+        cache(
+            transform.narrow(
+                transform.quarantine_whole(
+                    transform.parse(new_bronze), sorted(decided["quarantined"] & set(new_ids))
+                )
+            )
+        )
+        if new_bronze is not None
+        else None
     )
 
     # -- rules and the quality gate, before anything is committed ---------------------------
@@ -250,12 +282,46 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         if b in by_batch
     ]
     threshold = lake.settings.quarantine_fail_share
-    failing = gate(shares, threshold)
-    quality = _quality_rows(ctx.run_id, stats, failing, now) if new_ids else None
+    exempt = decided["accepted"] | decided["quarantined"]
+    failing = gate([b for b in shares if b.batch_id not in exempt], threshold)
+    whole = [b for b in shares if b.batch_id in decided["quarantined"]]
+    quality = _quality_rows(ctx.run_id, stats, failing, whole, now) if new_ids else None
     if failing:
-        assert quality is not None
-        lake.write_arrow(QUALITY.name, quality, commit=commit)
-        raise QualityGateError(_gate_message(failing, files, threshold, ctx.run_id))
+        # Hold these batches back; everything else goes on.
+        fresh_holds = [
+            held.HeldBatch(
+                b.batch_id,
+                arrived[b.batch_id].seq,
+                files.get(b.batch_id),
+                "held",
+                b.rows,
+                b.dropped,
+                threshold,
+                _hold_reason(b, by_batch[b.batch_id]),
+                ctx.run_id,
+            )
+            for b in failing
+            if b.batch_id not in holds
+        ]
+        held.record(lake, fresh_holds, run_id=ctx.run_id, commit=commit)
+        message = _gate_message(failing, files, threshold, ctx.run_id)
+        result.metrics.update(
+            held_batches=[b.batch_id for b in failing], errors=[message], exit_code=3
+        )
+        result.message = message
+        held_ids = {b.batch_id for b in failing}
+        new_ids = [b for b in new_ids if b not in held_ids]
+        stats = [st for st in stats if st["_batch_id"] not in held_ids]
+        shares = [b for b in shares if b.batch_id not in held_ids]
+        if not new_ids and not ranged:
+            assert quality is not None
+            lake.write_arrow(QUALITY.name, quality, commit=commit)
+            result.seconds = time.perf_counter() - started
+            return result
+        assert new_bronze is not None and new_parsed is not None
+        keep = sorted(held_ids)
+        new_bronze = new_bronze.filter(~new_bronze._batch_id.isin(keep))
+        new_parsed = new_parsed.filter(~new_parsed._batch_id.isin(keep))
 
     # -- is_late watermarks: newest valid sale_date of every batch ingested earlier -----------
     known = [(r["batch_id"], r["seq"], r["ingested_at"], r["max_sale_date"]) for r in ledger]

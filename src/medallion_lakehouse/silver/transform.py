@@ -12,7 +12,12 @@ import ibis.expr.types as ir
 
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.silver.rules import ROW_RULES, first_failed, reason_of
+from medallion_lakehouse.silver.rules import (
+    BATCH_QUARANTINED_RULE,
+    ROW_RULES,
+    first_failed,
+    reason_of,
+)
 
 PRIORITY = "_priority"  # on equal lineage, a freshly computed row (1) beats a stored one (0)
 # Columns that order the versions of one sale_id, latest first.
@@ -52,6 +57,18 @@ def parse(bronze: ir.Table) -> ir.Table:
         p_total=std.amount(numbered.total, std.TOTAL_TYPE),
     )
     return parsed.mutate(_drop_rule=first_failed(parsed)).drop("_store_number")
+
+
+def quarantine_whole(parsed: ir.Table, batch_ids: list[str]) -> ir.Table:
+    """Send every row of these batches to the quarantine (an operator's decision about a batch
+    the gate held), whatever its row rules say."""
+    if not batch_ids:
+        return parsed
+    return parsed.mutate(
+        _drop_rule=parsed._batch_id.isin(batch_ids).ifelse(
+            ibis.literal(BATCH_QUARANTINED_RULE), parsed._drop_rule
+        )
+    )
 
 
 def rule_failures(parsed: ir.Table) -> dict[str, ir.IntegerValue]:
