@@ -178,14 +178,14 @@ def test_file_written_during_the_settle_time_waits_for_a_later_run(lake: Lake) -
     head, rest = _halves(SEED / "raw_sales.csv")
     target.write_bytes(head)
 
-    def producer() -> None:
-        time.sleep(0.3)
+    def producer() -> None:  # appends once, during the settle wait (margins of >= 1 s)
+        time.sleep(1.5)
         with target.open("ab") as fh:
             fh.write(rest)
 
     writer = threading.Thread(target=producer)
     writer.start()
-    first = ingest(lake, run_id="while-writing", settle_seconds=1.0)
+    first = ingest(lake, run_id="while-writing", settle_seconds=3.0)
     writer.join()
 
     assert [(f.status, f.rows) for f in first.files] == [("waiting", 0)]
@@ -195,6 +195,23 @@ def test_file_written_during_the_settle_time_waits_for_a_later_run(lake: Lake) -
     later = ingest(lake, run_id="later", settle_seconds=0)
     assert [(f.status, f.rows) for f in later.files] == [("ingested", 5000)]
     assert len(rows(lake, "bronze/sales")) == 5000
+
+
+def test_file_held_open_by_a_producer_that_pauses_waits(lake: Lake) -> None:
+    """A producer that pauses longer than the settle time still has its file open."""
+    target = landing(lake) / "slow.csv"
+    head, rest = _halves(SEED / "raw_sales.csv")
+    with target.open("wb") as producer:
+        producer.write(head)
+        producer.flush()
+        os.utime(target, (time.time() - 60, time.time() - 60))  # quiet for a minute
+        paused = ingest(lake, run_id="paused", settle_seconds=1.0)
+        assert [f.status for f in paused.files] == ["waiting"]
+        assert "open for writing by pid" in (paused.files[0].reason or "")
+        producer.write(rest)
+    assert not lake.exists("bronze/sales")
+    done = ingest(lake, run_id="closed", settle_seconds=0)
+    assert [(f.status, f.rows) for f in done.files] == [("ingested", 5000)]
 
 
 def test_file_changing_while_it_is_read_is_not_committed(lake: Lake) -> None:

@@ -1,8 +1,9 @@
 """Bronze ingest: landing files -> bronze/sales (+ bronze/sales_rejects), idempotent by sha256.
 
 Per file, in name order, under the writer lock:
-1. Wait out the settle time of files modified moments ago; a file whose size or mtime changes
-   before its rows are committed is *waiting* (still being written) and left for a later run.
+1. Wait out the settle time of files modified moments ago; a file that a process here has open
+   for writing, or whose size or mtime changes before its rows are committed, is *waiting*
+   (still being written) and left for a later run.
 2. Hash it; skip it if its sha256 is already in `_meta/ingested_files`.
 3. Give it the lake's next batch sequence number and record an intent (`_meta/intents`).
 4. Commit its rows to bronze/sales, its unparseable lines to bronze/sales_rejects, and last its
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -240,6 +242,27 @@ def file_state(path: Path) -> FileState:
     return st.st_size, st.st_mtime_ns
 
 
+def open_for_writing(paths: Iterable[Path]) -> dict[Path, str]:
+    """The files among `paths` that a process on this host has open for writing, with who.
+
+    A producer that pauses longer than the settle time still holds its file open, and this
+    sees it (processes of other users or hosts it cannot: the settle time covers those).
+    """
+    wanted = {p.resolve() for p in paths}
+    found: dict[Path, str] = {}
+    if not wanted:
+        return found
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            files = proc.open_files()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        for f in files:
+            if f.mode != "r" and (path := Path(f.path)) in wanted:
+                found[path] = f"pid {proc.info['pid']} ({proc.info['name']})"
+    return found
+
+
 def settle(paths: Iterable[Path], settle_seconds: float) -> dict[Path, FileState]:
     """Each file's (size, mtime) after waiting, once, until the youngest is `settle_seconds` old.
 
@@ -318,6 +341,7 @@ class _Run:
     on_bytes: Callable[[int], None] | None = None
     settled: dict[Path, FileState] = field(default_factory=dict)
     finished: list[intents.Intent] = field(default_factory=list)  # to close as done
+    writing: dict[Path, str] = field(default_factory=dict)  # open for writing elsewhere
 
     def allocate(self) -> int:
         seq = self.next_seq
@@ -447,6 +471,7 @@ def ingest(
     run.known = known_files(lake)
     run.next_seq = _next_seq(lake)
     run.settled = settle(paths, wait)
+    run.writing = open_for_writing(paths)
     for path in paths:
         started = time.perf_counter()
         outcome = _ingest_one(run, path)
@@ -480,6 +505,10 @@ def _ingest_one(
     lake, commit = run.lake, run.commit
     source = _relative(path, run.landing)
     fmt = readers.file_format(path)
+    writer = run.writing.get(path.resolve())
+    if resume is None and writer is not None:
+        reason = f"open for writing by {writer}: still being written, a later run takes it"
+        return FileOutcome(source, "waiting", format=fmt, reason=reason)
     try:
         before = file_state(path)
         info = digest(path, run.on_bytes)
