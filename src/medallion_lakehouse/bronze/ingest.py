@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,38 +93,115 @@ class Digest:
     looks_binary: bool
 
 
-def discover(landing: Path) -> list[Path]:
-    """Landing files in arrival (name) order; `_`/`.`-prefixed files such as manifests excluded."""
+class Discovered(list[Path]):
+    """The landing files to ingest (a list, in arrival order), plus the paths refused.
+
+    `refused` holds (path, reason) for entries that look like landing files but must not be
+    read: symlinks leading out of the landing folder, broken symlinks, non-regular files. The
+    caller reports them as skipped; `ingest` does so when given a Discovered.
+    """
+
+    def __init__(
+        self, files: Iterable[Path] = (), refused: Iterable[tuple[Path, str]] = ()
+    ) -> None:
+        super().__init__(files)
+        self.refused: list[tuple[Path, str]] = list(refused)
+
+
+SYMLINK_OUTSIDE = "symlink to a path outside the landing folder"
+
+
+def discover(landing: Path, *, options: readers.ReaderOptions | None = None) -> Discovered:
+    """Landing files in arrival (name) order; `_`/`.`-prefixed files such as manifests excluded.
+
+    Symlinks are never followed out of the landing folder: a link (to a file or a folder) whose
+    target resolves outside it is refused with reason SYMLINK_OUTSIDE. A file reached by several
+    names (links inside the folder) is listed once, under its own name if it has one there, and
+    the other names are refused; links to folders inside are not descended (their files are
+    found under their own names). Broken links and non-regular files (FIFOs...) are refused too.
+    """
     if not landing.is_dir():
-        return []
-    found = [
-        p
-        for p in landing.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
-        and readers.file_format(p) is not None
-    ]
-    return sorted(found, key=lambda p: p.relative_to(landing).as_posix())
+        return Discovered()
+    root = landing.resolve()
+    found: dict[Path, list[Path]] = {}  # resolved target -> the paths leading to it
+    refused: list[tuple[Path, str]] = []
+
+    def hidden(name: str) -> bool:
+        return name.startswith(("_", "."))
+
+    def inside(target: Path) -> bool:
+        return target == root or target.is_relative_to(root)
+
+    for folder, dirs, names in os.walk(landing, followlinks=False):
+        base = Path(folder)
+        for name in [d for d in dirs if not hidden(d)]:
+            if (base / name).is_symlink() and not inside((base / name).resolve()):
+                refused.append((base / name, SYMLINK_OUTSIDE))
+        dirs[:] = sorted(d for d in dirs if not hidden(d) and not (base / d).is_symlink())
+        for name in names:
+            path = base / name
+            if hidden(name) or readers.file_format(path, options=options) is None:
+                continue
+            if path.is_symlink():
+                target = path.resolve()
+                if not inside(target):
+                    refused.append((path, SYMLINK_OUTSIDE))
+                    continue
+                if any(hidden(part) for part in target.relative_to(root).parts):
+                    refused.append((path, "symlink to an excluded (_ or . prefixed) path"))
+                    continue
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                refused.append((path, "broken symlink"))
+                continue
+            if not stat.S_ISREG(mode):
+                refused.append((path, "not a regular file"))
+                continue
+            found.setdefault(path.resolve(), []).append(path)
+
+    def rel(path: Path) -> str:
+        return path.relative_to(landing).as_posix()
+
+    files = []
+    for paths in found.values():
+        keep, *others = sorted(paths, key=lambda p: (p.is_symlink(), rel(p)))
+        files.append(keep)
+        refused += [(other, f"symlink to {rel(keep)}, listed under that name") for other in others]
+    return Discovered(sorted(files, key=rel), sorted(refused, key=lambda r: rel(r[0])))
 
 
 def digest(path: Path, on_bytes: Callable[[int], None] | None = None) -> Digest:
-    """sha256, size and line count in one pass over the file."""
+    """sha256 and size of the bytes on disk, line count and NUL check, in one pass.
+
+    Lines are counted as the readers count them (universal newlines: `\\n`, `\\r\\n` and a
+    lone `\\r` each end one). Every chunk is checked for NUL bytes, not just the first. A
+    compressed file's bytes say nothing about its text: for one, `data_lines` is 0 and
+    `looks_binary` False, and the reader counts lines and finds NUL bytes on the decompressed
+    stream instead.
+    """
     sha = hashlib.sha256()
-    size = newlines = 0
+    text = readers.compression_of(path) is None
+    size = lf = cr = crlf = 0
     last = b""
     looks_binary = False
     with path.open("rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
-            if size == 0 and b"\x00" in chunk[:8192]:
-                looks_binary = True
             sha.update(chunk)
-            newlines += chunk.count(b"\n")
+            if text:
+                looks_binary = looks_binary or b"\x00" in chunk
+                lf += chunk.count(b"\n")
+                if n_cr := chunk.count(b"\r"):
+                    cr += n_cr
+                    crlf += chunk.count(b"\r\n")
+                if last == b"\r" and chunk[:1] == b"\n":
+                    crlf += 1  # split between two chunks
             size += len(chunk)
             last = chunk[-1:]
             if on_bytes:
                 on_bytes(len(chunk))
-    lines = newlines + (1 if size and last != b"\n" else 0)
-    return Digest(sha.hexdigest(), size, max(lines - 1, 0), looks_binary)
+    lines = lf + cr - crlf + (1 if size and last not in (b"\n", b"\r") else 0)
+    return Digest(sha.hexdigest(), size, max(lines - 1, 0) if text else 0, looks_binary)
 
 
 @dataclass(frozen=True)
@@ -230,17 +309,31 @@ def ingest(
     files: list[Path] | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    options: readers.ReaderOptions | None = None,
 ) -> IngestResult:
-    """Ingest new landing files into bronze. Never raises for a bad file: it is reported."""
+    """Ingest new landing files into bronze. Never raises for a bad file: it is reported.
+
+    Paths `discover` refused (given `files` from discover, or discovering here) are reported
+    as skipped with their reason. `options` default to the lake's settings.
+    """
     landing = Path(landing or lake.settings.landing_path)
-    paths = files if files is not None else discover(landing)
+    options = options or readers.ReaderOptions.from_settings(lake.settings)
+    paths = files if files is not None else discover(landing, options=options)
     commit = CommitInfo(run_id=run_id, step="bronze")
     known = known_files(lake)
     result = IngestResult(recovered_rows=recover_interrupted(lake, known, commit))
     clock = _Clock()
+    for link, why in paths.refused if isinstance(paths, Discovered) else ():
+        try:
+            name = link.relative_to(landing).as_posix()  # the link's own name, not its target
+        except ValueError:
+            name = str(link)
+        result.files.append(FileOutcome(name, "skipped", reason=why))
+        if on_file:
+            on_file(result.files[-1])
     for path in paths:
         started = datetime.now(UTC)
-        outcome = _ingest_one(lake, path, landing, known, clock, commit, on_bytes)
+        outcome = _ingest_one(lake, path, landing, known, clock, commit, on_bytes, options=options)
         outcome.seconds = (datetime.now(UTC) - started).total_seconds()
         result.files.append(outcome)
         if on_file:
@@ -263,9 +356,11 @@ def _ingest_one(
     clock: _Clock,
     commit: CommitInfo,
     on_bytes: Callable[[int], None] | None,
+    *,
+    options: readers.ReaderOptions | None = None,
 ) -> FileOutcome:
     source = _relative(path, landing)
-    fmt = readers.file_format(path)
+    fmt = readers.file_format(path, options=options)
     try:
         info = digest(path, on_bytes)
     except OSError as exc:
@@ -285,7 +380,7 @@ def _ingest_one(
     lineage = Lineage(source, info.sha256, batch_id, ingested_at)
     report = readers.ParseReport()
     try:
-        wrote = _write_rows(lake, path, fmt, info, report, lineage, commit)
+        wrote = _write_rows(lake, path, fmt, info, report, lineage, commit, options=options)
     except readers.FileUnreadableError as exc:
         outcome.status = "failed"
         outcome.reason = str(exc)
@@ -293,6 +388,10 @@ def _ingest_one(
     except OSError as exc:
         outcome.status = "failed"
         outcome.reason = f"cannot read file: {exc}"
+        return outcome
+    except Exception as exc:  # one poison file never stops the others; nothing was committed
+        outcome.status = "failed"
+        outcome.reason = f"{type(exc).__name__}: {exc}"
         return outcome
     if report.rejects:
         lake.write_arrow(
@@ -320,12 +419,16 @@ def _write_rows(
     lineage: Lineage,
     commit: CommitInfo,
     before_commit: Callable[[], None] | None = None,
+    *,
+    options: readers.ReaderOptions | None = None,
 ) -> int:
     """Parse and commit the file's rows; returns how many were written.
 
     `before_commit` runs after the last batch was parsed and before the Delta commit; raising
-    there abandons the write (nothing is committed).
+    there abandons the write (nothing is committed). A file that fails as a whole raises
+    FileUnreadableError, even when the Delta writer wrapped the reader's exception.
     """
+    options = options or readers.ReaderOptions()
 
     def commit_batches(batches: Iterable[pa.RecordBatch]) -> int:
         stream = _lineage(batches, lineage)
@@ -342,23 +445,33 @@ def _write_rows(
 
         return lake.write_arrow(BRONZE_SALES.name, chained(), commit=commit).rows
 
-    if fmt == "jsonl":
-        return commit_batches(readers.read_jsonl(path, report))
-    if fmt == "parquet":
-        return commit_batches(readers.read_parquet(path, report))
-    cmap, header_bytes = readers.csv_header_map(path)
-    if cmap is None:
-        return 0
-    report.rescued_columns = [name for name, _ in cmap.extras]
     try:
-        return commit_batches(readers.stream_csv_fast(path, cmap, report, info.data_lines))
-    except Exception:
-        # The Delta writer wraps errors raised inside the stream; the flag tells them apart.
-        if not report.fast_path_failed:
-            raise
-    report.rows = 0
-    report.rejects.clear()
-    return commit_batches(readers.stream_csv_slow(path, cmap, header_bytes, report))
+        if fmt == "jsonl":
+            return commit_batches(readers.read_jsonl(path, report, options=options))
+        if fmt == "parquet":
+            return commit_batches(readers.read_parquet(path, report, options=options))
+        header = readers.read_csv_header(path, options=options)
+        if header is None:
+            return 0
+        report.rescued_columns = [name for name, _ in header.cmap.extras]
+        # digest counted the lines of an uncompressed file (and found no NUL byte in it).
+        data_lines = info.data_lines if readers.compression_of(path) is None else None
+        try:
+            return commit_batches(
+                readers.stream_csv_fast(path, header, report, data_lines, options=options)
+            )
+        except Exception:
+            # The Delta writer wraps errors raised inside the stream; the flags tell them apart.
+            if report.unreadable is not None or not report.fast_path_failed:
+                raise
+        report.reset()
+        return commit_batches(readers.stream_csv_slow(path, header, report, options=options))
+    except readers.FileUnreadableError:
+        raise
+    except Exception as exc:
+        if report.unreadable is not None:
+            raise report.unreadable from exc
+        raise
 
 
 def _marker(outcome: FileOutcome, ingested_at: datetime, run_id: str) -> pa.Table:

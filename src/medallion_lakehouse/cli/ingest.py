@@ -10,6 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from medallion_lakehouse.bronze.ingest import FileOutcome, IngestResult, discover, ingest
+from medallion_lakehouse.bronze.readers import ReaderOptions
 from medallion_lakehouse.cli.app import (
     EngineOpt,
     JsonOpt,
@@ -74,7 +75,7 @@ def ingest_command(
     with handle_errors():
         settings = settings_from(workspace, engine)
         root = Path(landing) if landing else Path(settings.landing_path)
-        paths = discover(root)
+        paths = discover(root, options=ReaderOptions.from_settings(settings))
         total = sum(p.stat().st_size for p in paths if p.exists())
         run_id = new_run_id()
         with (
@@ -101,7 +102,7 @@ def ingest_command(
         if json_out:
             emit_json(ingest_summary(result))
         else:
-            if not paths:
+            if not result.files:
                 console.print(f"No landing files in {root}.")
             else:
                 console.print(files_table(result.files))
