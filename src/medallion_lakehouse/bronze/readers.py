@@ -206,6 +206,7 @@ class _ByteSource(io.RawIOBase):
         self._count = count_lines
         self._lf = self._cr = self._crlf = self._size = 0
         self._last = b""
+        self._tail: deque[bytes] = deque(maxlen=2)  # the last chunks read, when counting
         try:
             if self._codec is None:
                 self._inner: io.RawIOBase | pa.NativeFile = path.open("rb", buffering=0)
@@ -236,6 +237,7 @@ class _ByteSource(io.RawIOBase):
                 self._crlf += 1
             self._size += len(data)
             self._last = data[-1:]
+            self._tail.append(data)
         return data or b""
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -250,6 +252,11 @@ class _ByteSource(io.RawIOBase):
         if not self.closed:
             self._inner.close()
         super().close()
+
+    @property
+    def tail(self) -> bytes:
+        """The last bytes read (count_lines=True): at least one pyarrow block's worth."""
+        return b"".join(self._tail)
 
     @property
     def lines(self) -> int:
@@ -560,6 +567,55 @@ def read_csv_header(path: Path, *, options: ReaderOptions | None = None) -> CsvH
         raise FileUnreadableError(_unexpected(exc)) from exc
 
 
+def _has_line_break(batch: pa.RecordBatch) -> bool:
+    """Whether a value holds \\r or \\n: a quoted field went past its line (pyarrow lets one
+    run to the end of its block, with a row count that still matches the line count)."""
+    for column in batch.columns:
+        data = column.buffers()[2]
+        if data is not None:
+            raw = data.to_pybytes()  # bytes' memchr search beats compute kernels by far here
+            if b"\n" in raw or b"\r" in raw:
+                return True
+    return False
+
+
+def _file_tail(path: Path) -> bytes:
+    """The end of a file, enough to hold its last line (a fast-path row fits in a block)."""
+    with path.open("rb") as fh:
+        end = fh.seek(0, io.SEEK_END)
+        for size in (1 << 16, 2 * FAST_BLOCK_BYTES):
+            fh.seek(max(0, end - size))
+            tail = fh.read()
+            if size >= end or b"\n" in tail[:-2] or b"\r" in tail[:-2]:
+                break
+        return tail
+
+
+def _last_line_agrees(tail: bytes, last_row: list[str] | None, limit: int) -> bool:
+    """Whether the file's last line parses strictly into pyarrow's last row.
+
+    pyarrow accepts a quote left open at the end of the file (`B,"2` gives B, 2); csv does not.
+    """
+    if last_row is None:
+        return True
+    line = tail
+    for end in (b"\r\n", b"\n", b"\r"):
+        if line.endswith(end):
+            line = line[: -len(end)]
+            break
+    line = line[max(line.rfind(b"\n"), line.rfind(b"\r")) + 1 :]
+    if b'"' not in line:
+        return True
+    old = csv.field_size_limit(limit)
+    try:
+        fields = next(csv.reader([line.decode("utf-8", "replace")], strict=True), None)
+    except csv.Error:
+        return False
+    finally:
+        csv.field_size_limit(old)
+    return fields == last_row
+
+
 def _max_field_bytes(batch: pa.RecordBatch) -> int:
     lengths = (pc.max(pc.binary_length(col)).as_py() for col in batch.columns)
     return max((n for n in lengths if n is not None), default=0)
@@ -575,17 +631,15 @@ def _fast_csv(
     """pyarrow's multithreaded parser; valid only if every line parses into `width` fields.
 
     Any irregularity (wrong field count, blank line, bad quoting, invalid UTF-8, a field over
-    the size limit, a line count that disagrees with the rows parsed, which is also how a
-    quoted newline shows) raises _FastPathFailed and the caller re-reads the file line by
-    line, so row numbers stay exact. `data_lines`: the file's physical data lines when the
-    caller counted them (and checked for NUL bytes) already; None to count them on the way.
+    the size limit, a value holding a line break, a line count that disagrees with the rows
+    parsed, a last line csv would not parse the same) raises _FastPathFailed and the caller
+    re-reads the file line by line, so row numbers stay exact. `data_lines`: the file's
+    physical data lines when the caller counted them (and checked for NUL bytes) already;
+    None to count them on the way.
     """
     cmap = header.cmap
     if header.lines != 1 or cmap.width == 0:
         raise _FastPathFailed  # skip_rows counts physical lines, not records
-
-    def invalid(_row: object) -> str:
-        return "error"  # pyarrow raises ArrowInvalid (an exception raised here is only printed)
 
     counted = None
     source: str | _ByteSource = str(path)
@@ -602,9 +656,10 @@ def _fast_csv(
             parse_options=pacsv.ParseOptions(
                 # Blank lines are skipped here, so the row count falls short of the line count
                 # and the file goes to the line-by-line parser, which rejects them.
+                # No invalid_row_handler: a wrong field count raises ArrowInvalid (a handler
+                # only gets printed errors for rows that are not UTF-8).
                 newlines_in_values=False,
                 ignore_empty_lines=True,
-                invalid_row_handler=invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
@@ -614,10 +669,15 @@ def _fast_csv(
             ),
         )
         line = 1
+        last_row: list[str] | None = None
         for batch in reader:
+            if _has_line_break(batch):
+                raise _FastPathFailed
             # A row cannot straddle a block, so a smaller limit needs a look at the lengths.
             if limit < FAST_BLOCK_BYTES and _max_field_bytes(batch) > limit:
                 raise _FastPathFailed
+            if batch.num_rows:
+                last_row = [column[-1].as_py() for column in batch.columns]
             yield _batch_from_columns(batch.columns, cmap, line)
             line += batch.num_rows
             report.rows += batch.num_rows
@@ -629,6 +689,9 @@ def _fast_csv(
     if counted is not None:
         data_lines = max(counted.lines - 1, 0)
     if report.rows != data_lines:
+        raise _FastPathFailed
+    tail = counted.tail if counted is not None else _file_tail(path)
+    if not _last_line_agrees(tail, last_row, limit):
         raise _FastPathFailed
     report.physical_lines = report.row_lines = report.rows
 
