@@ -191,8 +191,8 @@ def digest(path: Path, on_bytes: Callable[[int], None] | None = None) -> Digest:
             if text:
                 looks_binary = looks_binary or b"\x00" in chunk
                 lf += chunk.count(b"\n")
-                if n_cr := chunk.count(b"\r"):
-                    cr += n_cr
+                if b"\r" in chunk:  # memchr: LF-only files skip the counts
+                    cr += chunk.count(b"\r")
                     crlf += chunk.count(b"\r\n")
                 if last == b"\r" and chunk[:1] == b"\n":
                     crlf += 1  # split between two chunks
