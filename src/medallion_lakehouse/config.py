@@ -49,6 +49,18 @@ class Settings(BaseSettings):
         "long, once per run); one that still changes, or changes while it is read, is left for a "
         "later run. Producers should write to a temporary name and rename.",
     )
+    landing_field_size_limit: int = Field(
+        default=1 << 20,
+        ge=1,
+        le=1 << 30,
+        description="Largest field of a CSV or JSONL landing file, in UTF-8 bytes (default "
+        "1 MiB): a larger data field rejects its line, a larger CSV header field fails the file.",
+    )
+    landing_text_as_csv: bool = Field(
+        default=False,
+        description="Read .txt landing files as CSV (by default .txt files are not ingested).",
+    )
+
     quarantine_fail_share: float = Field(
         default=0.20, ge=0.0, le=1.0, description="Fail a silver batch above this dropped share."
     )

@@ -26,7 +26,12 @@ LINEAGE_COLUMNS: tuple[Column, ...] = (
         "_source_file", pa.string(), "Path of the landing file, relative to the landing folder."
     ),
     Column("_source_file_sha256", pa.string(), "sha256 of the file's bytes."),
-    Column("_source_line", pa.int64(), "1-based data line in the file (the header is line 0)."),
+    Column(
+        "_source_line",
+        pa.int64(),
+        "1-based physical data line in the file (the header is line 0; `\\n`, `\\r\\n` and a "
+        "lone `\\r` each end a line); for a CSV record whose quoted field spans lines, its first.",
+    ),
     Column("_batch_id", pa.string(), "One per ingested file."),
     Column(
         "_batch_seq",
@@ -61,7 +66,11 @@ BRONZE_REJECTS = TableContract(
     grain="one row per physical line that could not be parsed into fields",
     key=("_batch_id", "_source_line"),
     partition_by=("_ingest_date",),
-    description="Wrong field count, broken quoting, undecodable bytes, blank lines.",
+    description=(
+        "Wrong field count, broken quoting, a quote that never closes (its first line only: "
+        "parsing resumes on the next line), a field over the size limit, undecodable bytes, "
+        "blank lines, invalid JSON (including nesting too deep and lone surrogate escapes)."
+    ),
     write_mode="append (same commit rules as bronze/sales)",
     columns=(
         *LINEAGE_COLUMNS,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ import pyarrow.compute as pc
 from medallion_lakehouse import intents
 from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
+from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.storage.delta import CommitInfo
@@ -111,38 +114,115 @@ class Digest:
     looks_binary: bool
 
 
-def discover(landing: Path) -> list[Path]:
-    """Landing files in arrival (name) order; `_`/`.`-prefixed files such as manifests excluded."""
+class Discovered(list[Path]):
+    """The landing files to ingest (a list, in arrival order), plus the paths refused.
+
+    `refused` holds (path, reason) for entries that look like landing files but must not be
+    read: symlinks leading out of the landing folder, broken symlinks, non-regular files. The
+    caller reports them as skipped; `ingest` does so when given a Discovered.
+    """
+
+    def __init__(
+        self, files: Iterable[Path] = (), refused: Iterable[tuple[Path, str]] = ()
+    ) -> None:
+        super().__init__(files)
+        self.refused: list[tuple[Path, str]] = list(refused)
+
+
+SYMLINK_OUTSIDE = "symlink to a path outside the landing folder"
+
+
+def discover(landing: Path, *, options: readers.ReaderOptions | None = None) -> Discovered:
+    """Landing files in arrival (name) order; `_`/`.`-prefixed files such as manifests excluded.
+
+    Symlinks are never followed out of the landing folder: a link (to a file or a folder) whose
+    target resolves outside it is refused with reason SYMLINK_OUTSIDE. A file reached by several
+    names (links inside the folder) is listed once, under its own name if it has one there, and
+    the other names are refused; links to folders inside are not descended (their files are
+    found under their own names). Broken links and non-regular files (FIFOs...) are refused too.
+    """
     if not landing.is_dir():
-        return []
-    found = [
-        p
-        for p in landing.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(landing).parts)
-        and readers.file_format(p) is not None
-    ]
-    return sorted(found, key=lambda p: p.relative_to(landing).as_posix())
+        return Discovered()
+    root = landing.resolve()
+    found: dict[Path, list[Path]] = {}  # resolved target -> the paths leading to it
+    refused: list[tuple[Path, str]] = []
+
+    def hidden(name: str) -> bool:
+        return name.startswith(("_", "."))
+
+    def inside(target: Path) -> bool:
+        return target == root or target.is_relative_to(root)
+
+    for folder, dirs, names in os.walk(landing, followlinks=False):
+        base = Path(folder)
+        for name in [d for d in dirs if not hidden(d)]:
+            if (base / name).is_symlink() and not inside((base / name).resolve()):
+                refused.append((base / name, SYMLINK_OUTSIDE))
+        dirs[:] = sorted(d for d in dirs if not hidden(d) and not (base / d).is_symlink())
+        for name in names:
+            path = base / name
+            if hidden(name) or readers.file_format(path, options=options) is None:
+                continue
+            if path.is_symlink():
+                target = path.resolve()
+                if not inside(target):
+                    refused.append((path, SYMLINK_OUTSIDE))
+                    continue
+                if any(hidden(part) for part in target.relative_to(root).parts):
+                    refused.append((path, "symlink to an excluded (_ or . prefixed) path"))
+                    continue
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                refused.append((path, "broken symlink"))
+                continue
+            if not stat.S_ISREG(mode):
+                refused.append((path, "not a regular file"))
+                continue
+            found.setdefault(path.resolve(), []).append(path)
+
+    def rel(path: Path) -> str:
+        return path.relative_to(landing).as_posix()
+
+    files = []
+    for paths in found.values():
+        keep, *others = sorted(paths, key=lambda p: (p.is_symlink(), rel(p)))
+        files.append(keep)
+        refused += [(other, f"symlink to {rel(keep)}, listed under that name") for other in others]
+    return Discovered(sorted(files, key=rel), sorted(refused, key=lambda r: rel(r[0])))
 
 
 def digest(path: Path, on_bytes: Callable[[int], None] | None = None) -> Digest:
-    """sha256, size and line count in one pass over the file."""
+    """sha256 and size of the bytes on disk, line count and NUL check, in one pass.
+
+    Lines are counted as the readers count them (universal newlines: `\\n`, `\\r\\n` and a
+    lone `\\r` each end one). Every chunk is checked for NUL bytes, not just the first. A
+    compressed file's bytes say nothing about its text: for one, `data_lines` is 0 and
+    `looks_binary` False, and the reader counts lines and finds NUL bytes on the decompressed
+    stream instead.
+    """
     sha = hashlib.sha256()
-    size = newlines = 0
+    text = readers.compression_of(path) is None
+    size = lf = cr = crlf = 0
     last = b""
     looks_binary = False
     with path.open("rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
-            if size == 0 and b"\x00" in chunk[:8192]:
-                looks_binary = True
             sha.update(chunk)
-            newlines += chunk.count(b"\n")
+            if text:
+                looks_binary = looks_binary or b"\x00" in chunk
+                lf += chunk.count(b"\n")
+                if b"\r" in chunk:  # memchr: LF-only files skip the counts
+                    cr += chunk.count(b"\r")
+                    crlf += chunk.count(b"\r\n")
+                if last == b"\r" and chunk[:1] == b"\n":
+                    crlf += 1  # split between two chunks
             size += len(chunk)
             last = chunk[-1:]
             if on_bytes:
                 on_bytes(len(chunk))
-    lines = newlines + (1 if size and last != b"\n" else 0)
-    return Digest(sha.hexdigest(), size, max(lines - 1, 0), looks_binary)
+    lines = lf + cr - crlf + (1 if size and last not in (b"\n", b"\r") else 0)
+    return Digest(sha.hexdigest(), size, max(lines - 1, 0) if text else 0, looks_binary)
 
 
 @dataclass(frozen=True)
@@ -339,6 +419,7 @@ class _Run:
     next_seq: int
     clock: _Clock = field(default_factory=_Clock)
     on_bytes: Callable[[int], None] | None = None
+    options: readers.ReaderOptions | None = None
     settled: dict[Path, FileState] = field(default_factory=dict)
     finished: list[intents.Intent] = field(default_factory=list)  # to close as done
     writing: dict[Path, str] = field(default_factory=dict)  # open for writing elsewhere
@@ -450,14 +531,18 @@ def ingest(
     on_bytes: Callable[[int], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     settle_seconds: float | None = None,
+    options: readers.ReaderOptions | None = None,
 ) -> IngestResult:
     """Ingest new landing files into bronze. Never raises for a bad file: it is reported.
 
     `settle_seconds` (default: settings.landing_settle_seconds) is how long a file must stay
-    unchanged before it is read.
+    unchanged before it is read. Paths `discover` refused (given `files` from discover, or
+    discovering here) are reported as skipped with their reason. `options` default to the lake's
+    settings.
     """
     landing = Path(landing or lake.settings.landing_path)
-    paths = files if files is not None else discover(landing)
+    options = options or readers.ReaderOptions.from_settings(lake.settings)
+    paths = files if files is not None else discover(landing, options=options)
     wait = lake.settings.landing_settle_seconds if settle_seconds is None else settle_seconds
     run = _Run(
         lake=lake,
@@ -466,10 +551,19 @@ def ingest(
         known=known_files(lake),
         next_seq=0,
         on_bytes=on_bytes,
+        options=options,
     )
     result = IngestResult(repairs=recover(run, paths))
     run.known = known_files(lake)
     run.next_seq = _next_seq(lake)
+    for link, why in paths.refused if isinstance(paths, Discovered) else ():
+        try:
+            name = link.relative_to(landing).as_posix()  # the link's own name, not its target
+        except ValueError:
+            name = str(link)
+        result.files.append(FileOutcome(name, "skipped", reason=why))
+        if on_file:
+            on_file(result.files[-1])
     run.settled = settle(paths, wait)
     run.writing = open_for_writing(paths)
     for path in paths:
@@ -504,7 +598,7 @@ def _ingest_one(
     """One file, start to end; `resume` finishes an interrupted ingest under its own lineage."""
     lake, commit = run.lake, run.commit
     source = _relative(path, run.landing)
-    fmt = readers.file_format(path)
+    fmt = readers.file_format(path, options=run.options)
     writer = run.writing.get(path.resolve())
     if resume is None and writer is not None:
         reason = f"open for writing by {writer}: still being written, a later run takes it"
@@ -556,11 +650,14 @@ def _ingest_one(
     report = readers.ParseReport()
     try:
         wrote = _write_rows(
-            lake, path, fmt, info, report, lineage, commit, unchanged, write=not skip_rows
-        )
+            lake, path, fmt, info, report, lineage, commit, unchanged,
+            write=not skip_rows, options=run.options,
+        )  # fmt: skip
         if wrote == 0:
             unchanged()  # no rows commit ran the hook: check before the rejects and the marker
-    except Exception as exc:
+    except MedallionError:
+        raise  # the lake's, not the file's: a lost lock stops the step
+    except Exception as exc:  # one poison file never stops the others; nothing was committed
         if changed:
             outcome.status = "waiting"
             outcome.reason = (
@@ -571,7 +668,7 @@ def _ingest_one(
         elif isinstance(exc, OSError):
             outcome.status, outcome.reason = "failed", f"cannot read file: {exc}"
         else:
-            raise
+            outcome.status, outcome.reason = "failed", f"{type(exc).__name__}: {exc}"
         if resume is None:  # nothing of this attempt reached a commit
             intents.record(lake, [_abandon(lineage, commit.run_id)], commit=commit)
         return outcome
@@ -626,13 +723,17 @@ def _write_rows(
     before_commit: Callable[[], None] | None = None,
     *,
     write: bool = True,
+    options: readers.ReaderOptions | None = None,
 ) -> int:
     """Parse and commit the file's rows; returns how many were written.
 
     `before_commit` runs after the last batch was parsed and before the Delta commit; raising
     there abandons the write (nothing is committed). `write=False` parses and counts only (an
-    interrupted ingest whose rows are already committed needs the file's rejects alone).
+    interrupted ingest whose rows are already committed needs the file's rejects alone). A file
+    that fails as a whole raises FileUnreadableError, even when the Delta writer wrapped the
+    reader's exception.
     """
+    options = options or readers.ReaderOptions()
 
     def commit_batches(batches: Iterable[pa.RecordBatch]) -> int:
         stream = _lineage(batches, lineage)
@@ -651,23 +752,33 @@ def _write_rows(
             return sum(batch.num_rows for batch in chained())
         return lake.write_arrow(BRONZE_SALES.name, chained(), commit=commit).rows
 
-    if fmt == "jsonl":
-        return commit_batches(readers.read_jsonl(path, report))
-    if fmt == "parquet":
-        return commit_batches(readers.read_parquet(path, report))
-    cmap, header_bytes = readers.csv_header_map(path)
-    if cmap is None:
-        return 0
-    report.rescued_columns = [name for name, _ in cmap.extras]
     try:
-        return commit_batches(readers.stream_csv_fast(path, cmap, report, info.data_lines))
-    except Exception:
-        # The Delta writer wraps errors raised inside the stream; the flag tells them apart.
-        if not report.fast_path_failed:
-            raise
-    report.rows = 0
-    report.rejects.clear()
-    return commit_batches(readers.stream_csv_slow(path, cmap, header_bytes, report))
+        if fmt == "jsonl":
+            return commit_batches(readers.read_jsonl(path, report, options=options))
+        if fmt == "parquet":
+            return commit_batches(readers.read_parquet(path, report, options=options))
+        header = readers.read_csv_header(path, options=options)
+        if header is None:
+            return 0
+        report.rescued_columns = [name for name, _ in header.cmap.extras]
+        # digest counted the lines of an uncompressed file (and found no NUL byte in it).
+        data_lines = info.data_lines if readers.compression_of(path) is None else None
+        try:
+            return commit_batches(
+                readers.stream_csv_fast(path, header, report, data_lines, options=options)
+            )
+        except Exception:
+            # The Delta writer wraps errors raised inside the stream; the flags tell them apart.
+            if report.unreadable is not None or not report.fast_path_failed:
+                raise
+        report.reset()
+        return commit_batches(readers.stream_csv_slow(path, header, report, options=options))
+    except readers.FileUnreadableError:
+        raise
+    except Exception as exc:
+        if report.unreadable is not None:
+            raise report.unreadable from exc
+        raise
 
 
 def _marker(outcome: FileOutcome, lineage: Lineage, run_id: str) -> pa.Table:

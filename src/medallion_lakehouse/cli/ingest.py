@@ -10,6 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from medallion_lakehouse.bronze.ingest import FileOutcome, IngestResult, discover
+from medallion_lakehouse.bronze.readers import ReaderOptions
 from medallion_lakehouse.cli.app import (
     EngineOpt,
     JsonOpt,
@@ -76,7 +77,7 @@ def ingest_command(
         given = str(landing.resolve()) if landing else None
         settings = settings_from(workspace, engine, landing_dir=given)
         root = Path(settings.landing_path)
-        paths = discover(root)
+        paths = discover(root, options=ReaderOptions.from_settings(settings))
         total = sum(p.stat().st_size for p in paths if p.exists())
         with Progress(
             TextColumn("[bold]bronze[/]"),

@@ -24,11 +24,13 @@ STEP_ORDER: tuple[str, ...] = ("bronze", "silver", "gold", "ml", "report")
 def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
     """Ingest new landing files; a file that cannot be read is reported, the run goes on."""
     from medallion_lakehouse.bronze.ingest import discover, ingest
+    from medallion_lakehouse.bronze.readers import ReaderOptions
 
     tables = (BRONZE_SALES.name, BRONZE_REJECTS.name, INGESTED_FILES.name)
     before = {t: lake.version(t) for t in tables}
     landing = Path(lake.settings.landing_path)
-    total = sum(p.stat().st_size for p in discover(landing)) or None
+    options = ReaderOptions.from_settings(lake.settings)
+    total = sum(p.stat().st_size for p in discover(landing, options=options)) or None
     done = 0
 
     def on_bytes(n: int) -> None:
@@ -36,7 +38,7 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
         done += n
         ctx.report(done, total, "hashing and reading landing files")
 
-    outcome = ingest(lake, run_id=ctx.run_id, landing=landing, on_bytes=on_bytes)
+    outcome = ingest(lake, run_id=ctx.run_id, landing=landing, on_bytes=on_bytes, options=options)
     result = StepResult(
         step="bronze",
         rows_in=outcome.rows + outcome.rejects,
