@@ -377,3 +377,31 @@ def test_ingest_and_silver_commands_leave_run_rows(tmp_path: Path) -> None:
         runs = lake.read_arrow("_meta/runs", columns=["step", "status"])
         ok = runs.filter(pc.equal(runs.column("status"), "ok")).column("step").to_pylist()
         assert sorted(ok) == ["bronze", "silver"]
+
+
+# -- files already ingested are not read again ------------------------------------------------------
+def test_unchanged_files_are_skipped_without_being_read(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copyfile(SEED / "raw_sales.csv", landing(lake) / "raw_sales.csv")
+    ingest(lake, run_id="first", settle_seconds=0)
+    reads: list[Path] = []
+    real = ingest_mod.digest
+    monkeypatch.setattr(ingest_mod, "digest", lambda p, *a: reads.append(p) or real(p, *a))
+
+    again = ingest(lake, run_id="again", settle_seconds=0)
+    assert [f.status for f in again.files] == ["skipped"]
+    assert "same path, size and mtime" in (again.files[0].reason or "")
+    assert again.files[0].sha256 == rows(lake, "_meta/ingested_files")[0]["sha256"]
+    assert reads == []
+
+    verified = ingest(lake, run_id="verify", settle_seconds=0, verify=True)
+    assert [(f.status, f.reason) for f in verified.files] == [
+        ("skipped", "already ingested (same sha256)")
+    ]
+    assert len(reads) == 1
+    # Touched (same bytes, new mtime): read again, recognised by its sha256, not ingested twice.
+    os.utime(landing(lake) / "raw_sales.csv")
+    touched = ingest(lake, run_id="touched", settle_seconds=0)
+    assert [f.reason for f in touched.files] == ["already ingested (same sha256)"]
+    assert len(rows(lake, "bronze/sales")) == 5000

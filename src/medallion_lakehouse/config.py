@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         "long, once per run); one that still changes, or changes while it is read, is left for a "
         "later run. Producers should write to a temporary name and rename.",
     )
+    landing_verify: bool = Field(
+        default=False,
+        description="Hash every landing file again, even one whose path, size and mtime say it "
+        "was already ingested (sha256 is a file's identity; the index only spares the read).",
+    )
     landing_field_size_limit: int = Field(
         default=1 << 20,
         ge=1,

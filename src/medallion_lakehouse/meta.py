@@ -22,6 +22,12 @@ INGESTED_FILES = TableContract(
         Column("source_file", pa.string(), "Path relative to the landing folder."),
         Column("sha256", pa.string(), "sha256 of the file's bytes."),
         Column("size_bytes", pa.int64(), "File size."),
+        Column(
+            "mtime_ns",
+            pa.int64(),
+            "The file's modification time (ns) when it was read: a later run skips a file with "
+            "the same path, size and mtime without reading it again (`--verify` re-hashes).",
+        ),
         Column("format", pa.string(), "csv | jsonl | parquet."),
         Column("batch_id", pa.string(), "The bronze batch the file became."),
         Column("seq", pa.int64(), "The batch's _batch_seq (the lake's batch order)."),

@@ -295,6 +295,25 @@ def known_files(lake: Lake) -> set[str]:
     return set(marker.column("sha256").to_pylist())
 
 
+FileKey = tuple[str, int, int]  # (path under landing, size, mtime_ns)
+
+
+def unchanged_files(lake: Lake) -> dict[FileKey, str]:
+    """(path, size, mtime_ns) -> sha256 of the files already ingested, as they were read.
+
+    sha256 stays the identity of a file; this index only spares re-reading a file that has not
+    been touched since (same path, size and modification time).
+    """
+    ledger = lake.read_arrow(
+        INGESTED_FILES.name, columns=["source_file", "size_bytes", "mtime_ns", "sha256"]
+    )
+    return {
+        (r["source_file"], r["size_bytes"], r["mtime_ns"]): r["sha256"]
+        for r in ledger.to_pylist()
+        if r["mtime_ns"] is not None and r["size_bytes"] is not None
+    }
+
+
 class _Clock:
     """Strictly increasing UTC timestamps within a run (information only: order is `seq`)."""
 
@@ -396,6 +415,7 @@ def _rebuilt_marker(
         "source_file": source,
         "sha256": any_side["_source_file_sha256"],
         "size_bytes": None,
+        "mtime_ns": None,
         "format": readers.file_format(Path(source)),
         "batch_id": batch_id,
         "seq": any_side["_batch_seq"],
@@ -422,6 +442,7 @@ class _Run:
     options: readers.ReaderOptions | None = None
     settled: dict[Path, FileState] = field(default_factory=dict)
     finished: list[intents.Intent] = field(default_factory=list)  # to close as done
+    unchanged: dict[FileKey, str] = field(default_factory=dict)  # skipped without reading
     writing: dict[Path, str] = field(default_factory=dict)  # open for writing elsewhere
 
     def allocate(self) -> int:
@@ -532,13 +553,15 @@ def ingest(
     on_file: Callable[[FileOutcome], None] | None = None,
     settle_seconds: float | None = None,
     options: readers.ReaderOptions | None = None,
+    verify: bool = False,
 ) -> IngestResult:
     """Ingest new landing files into bronze. Never raises for a bad file: it is reported.
 
     `settle_seconds` (default: settings.landing_settle_seconds) is how long a file must stay
     unchanged before it is read. Paths `discover` refused (given `files` from discover, or
     discovering here) are reported as skipped with their reason. `options` default to the lake's
-    settings.
+    settings. A file already ingested is recognised by path, size and mtime without being read,
+    unless `verify` asks to hash every file again.
     """
     landing = Path(landing or lake.settings.landing_path)
     options = options or readers.ReaderOptions.from_settings(lake.settings)
@@ -556,6 +579,7 @@ def ingest(
     result = IngestResult(repairs=recover(run, paths))
     run.known = known_files(lake)
     run.next_seq = _next_seq(lake)
+    run.unchanged = {} if verify else unchanged_files(lake)
     for link, why in paths.refused if isinstance(paths, Discovered) else ():
         try:
             name = link.relative_to(landing).as_posix()  # the link's own name, not its target
@@ -564,8 +588,9 @@ def ingest(
         result.files.append(FileOutcome(name, "skipped", reason=why))
         if on_file:
             on_file(result.files[-1])
-    run.settled = settle(paths, wait)
-    run.writing = open_for_writing(paths)
+    candidates = [p for p in paths if _unchanged_sha(run, p) is None]
+    run.settled = settle(candidates, wait)
+    run.writing = open_for_writing(candidates)
     for path in paths:
         started = time.perf_counter()
         outcome = _ingest_one(run, path)
@@ -587,6 +612,15 @@ def _relative(path: Path, landing: Path) -> str:
         return str(path.resolve())
 
 
+def _unchanged_sha(run: _Run, path: Path) -> str | None:
+    """The sha256 of this file as already ingested, if it is untouched since; else None."""
+    try:
+        size, mtime = file_state(path)
+    except OSError:
+        return None
+    return run.unchanged.get((_relative(path, run.landing), size, mtime))
+
+
 def _ingest_one(
     run: _Run,
     path: Path,
@@ -599,6 +633,11 @@ def _ingest_one(
     lake, commit = run.lake, run.commit
     source = _relative(path, run.landing)
     fmt = readers.file_format(path, options=run.options)
+    known_sha = None if resume is not None else _unchanged_sha(run, path)
+    if known_sha is not None:
+        reason = "already ingested (same path, size and mtime; --verify re-hashes)"
+        size = path.stat().st_size
+        return FileOutcome(source, "skipped", known_sha, size, fmt, reason=reason)
     writer = run.writing.get(path.resolve())
     if resume is None and writer is not None:
         reason = f"open for writing by {writer}: still being written, a later run takes it"
@@ -682,7 +721,8 @@ def _ingest_one(
     outcome.rejects = len(report.rejects)
     outcome.parser = report.path
     outcome.rescued_columns = report.rescued_columns
-    lake.write_arrow(INGESTED_FILES.name, _marker(outcome, lineage, commit.run_id), commit=commit)
+    marker = _marker(outcome, lineage, commit.run_id, mtime_ns=before[1])
+    lake.write_arrow(INGESTED_FILES.name, marker, commit=commit)
     run.known.add(info.sha256)
     if resume is None:
         run.finished.append(_intent(lineage, info, fmt, commit.run_id))
@@ -781,13 +821,14 @@ def _write_rows(
         raise
 
 
-def _marker(outcome: FileOutcome, lineage: Lineage, run_id: str) -> pa.Table:
+def _marker(outcome: FileOutcome, lineage: Lineage, run_id: str, *, mtime_ns: int) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
                 "source_file": outcome.source_file,
                 "sha256": outcome.sha256,
                 "size_bytes": outcome.size_bytes,
+                "mtime_ns": mtime_ns,
                 "format": outcome.format,
                 "batch_id": outcome.batch_id,
                 "seq": lineage.seq,

@@ -65,6 +65,14 @@ def ingest_command(
         Path | None,
         typer.Option("--landing", help="Folder to ingest (default: the landing folder)."),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Hash every file again (default: a file with the path, size and mtime it had "
+            "when it was ingested is skipped without being read).",
+        ),
+    ] = False,
     wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -75,7 +83,9 @@ def ingest_command(
     """
     with handle_errors():
         given = str(landing.resolve()) if landing else None
-        settings = settings_from(workspace, engine, landing_dir=given)
+        settings = settings_from(
+            workspace, engine, landing_dir=given, landing_verify=verify or None
+        )
         root = Path(settings.landing_path)
         paths = discover(root, options=ReaderOptions.from_settings(settings))
         total = sum(p.stat().st_size for p in paths if p.exists())

@@ -38,7 +38,14 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
         done += n
         ctx.report(done, total, "hashing and reading landing files")
 
-    outcome = ingest(lake, run_id=ctx.run_id, landing=landing, on_bytes=on_bytes, options=options)
+    outcome = ingest(
+        lake,
+        run_id=ctx.run_id,
+        landing=landing,
+        on_bytes=on_bytes,
+        options=options,
+        verify=lake.settings.landing_verify,
+    )
     result = StepResult(
         step="bronze",
         rows_in=outcome.rows + outcome.rejects,
