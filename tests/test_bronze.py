@@ -63,7 +63,10 @@ def test_reingest_is_a_noop_and_late_file_appends(
 
     again = ingest(lake, run_id="r2")
     assert (again.ingested, again.skipped, again.rows) == (0, 1, 0)
-    assert again.files[0].reason == "already ingested (same sha256)"
+    # Untouched since it was ingested: recognised by path, size and mtime, not read again.
+    assert (
+        again.files[0].reason == "already ingested (same path, size and mtime; --verify re-hashes)"
+    )
     assert lake.version("bronze/sales") == version
 
     land(workspace, seed_dir / "raw_sales.csv", rename="copy_of_raw.csv")  # same bytes
