@@ -84,12 +84,16 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    con = duckdb.connect(str(args.out / "work.duckdb"))
+    # In memory: a file-backed database would do work (WAL, checkpoints) the pipeline never does.
+    con = duckdb.connect()
     for i, path in enumerate(args.inputs):
         # bronze: every column as text, plus the file order and line for "latest wins".
+        source = f"read_csv('{path}', all_varchar=true, header=true, ignore_errors=true)"
+        columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+        # The original project's 8 columns have no sale_id: ids then come from the content.
+        sale_id = "" if "sale_id" in columns else "NULL::VARCHAR AS sale_id, "
         con.execute(
-            f"COPY (SELECT *, {i} AS src, row_number() OVER () AS line FROM read_csv("
-            f"'{path}', all_varchar=true, header=true, ignore_errors=true)) "
+            f"COPY (SELECT {sale_id}*, {i} AS src, row_number() OVER () AS line FROM {source}) "
             f"TO '{args.out}/bronze_{i}.parquet' (FORMAT parquet)"
         )
     con.execute(f"CREATE VIEW bronze AS SELECT * FROM read_parquet('{args.out}/bronze_*.parquet')")
