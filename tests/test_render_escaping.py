@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -17,12 +18,22 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
+from medallion_lakehouse.cli import app as cli_app
+from medallion_lakehouse.cli import run as cli_run
+from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
+from medallion_lakehouse.contracts import get_contract
+from medallion_lakehouse.pipeline.context import StepResult
+from medallion_lakehouse.pipeline.runner import RunReport
 from medallion_lakehouse.report import data, plots, step
+from medallion_lakehouse.storage.delta import CommitInfo
 from medallion_lakehouse.storage.lake import Lake
-from tests.test_report import SECTION_IDS, T0, put
+from tests.conftest import seed_data_dir
+from tests.test_report import SECTION_IDS, T0, _default, put
 
 FRAC = "$\\frac{1}{$"  # unbalanced \frac: mathtext raises on it
 SQUARE = "$x^2$"  # valid mathtext: would be drawn as x², not as typed
@@ -256,3 +267,146 @@ def test_report_step_succeeds_with_a_mathtext_product_in_gold(hostile_lake: Lake
 
     result = step.run(hostile_lake, StepContext(run_id="r-hostile"))
     assert result.status == "ok", result.message
+
+
+# -- the CLI: Rich markup and emoji codes in data --------------------------------------------------
+LINK = "[link=x]y[/link] [/]"  # a closing tag with nothing open: Rich raised MarkupError
+RED = "[red]r[/red]"  # would be drawn as a red "r"
+EMOJI = ":x: :thumbs_up:"  # would become ❌ 👍
+ESC = "esc \x1b[31m"  # a terminal colour code in a value...
+ESC_SHOWN = "esc \\x1b[31m"  # ...is shown as an escape, not sent to the terminal
+
+
+def _assert_literal(output: str, *values: str) -> None:
+    for value in values:
+        assert value in output, (value, output)
+    assert "❌" not in output and "👍" not in output  # emoji codes were not replaced
+    assert "\x1b" not in output  # no escape codes, neither ours nor the data's
+
+
+@pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wide enough that no cell wraps, so the output can be searched for whole values."""
+    for key in [k for k in os.environ if k.startswith("MEDALLION_")]:
+        monkeypatch.delenv(key)
+    for console in (cli_app.console, cli_app.err_console):
+        monkeypatch.setattr(console, "width", 400)
+
+
+@pytest.fixture
+def markup_ws(tmp_path: Path, wide_console: None) -> Path:
+    """A workspace whose tables and commit metadata hold markup, emoji codes and escapes."""
+    ws = tmp_path / "ws"
+    with Lake(load_settings(ws)) as lake:
+        put(
+            lake,
+            "_meta/quality",
+            [
+                {"run_id": "r1", "table": RED, "rule": LINK, "severity": EMOJI,
+                 "rows_checked": 10, "rows_failed": 1, "description": f"{LINK} {ESC}"},
+                {"run_id": "r1", "table": "t", "rule": "dropped", "severity": "drop",
+                 "rows_checked": 10, "rows_failed": 2, "description": None},
+            ],
+        )  # fmt: skip
+        put(
+            lake,
+            "_meta/runs",
+            [{"run_id": f"r1 {RED}", "step": LINK, "status": EMOJI, "message": ESC}],
+        )
+        # The newest commit of _meta/quality carries markup in its run and step metadata.
+        schema = get_contract("_meta/quality").schema
+        row = {f.name: _default(f) for f in schema} | {"run_id": "r0"}
+        lake.write_arrow(
+            "_meta/quality",
+            pa.Table.from_pylist([row], schema=schema),
+            commit=CommitInfo(run_id=f"run {LINK}", step=f"step {EMOJI}"),
+        )
+    return ws
+
+
+def test_show_prints_markup_and_emoji_codes_literally(cli: CliRunner, markup_ws: Path) -> None:
+    result = cli.invoke(app, ["show", "_meta/quality", "-w", str(markup_ws)])
+    assert result.exit_code == 0, result.output
+    _assert_literal(result.output, LINK, RED, EMOJI, ESC_SHOWN, "null")
+    result = cli.invoke(app, ["show", "_meta/runs", "-w", str(markup_ws)])
+    assert result.exit_code == 0, result.output
+    _assert_literal(result.output, f"r1 {RED}", LINK, EMOJI, ESC_SHOWN)
+
+
+def test_quality_prints_rules_and_descriptions_literally(cli: CliRunner, markup_ws: Path) -> None:
+    result = cli.invoke(app, ["quality", "--run", "r1", "-w", str(markup_ws)])
+    assert result.exit_code == 0, result.output
+    _assert_literal(result.output, f"{RED}: {LINK}", EMOJI, f"{LINK} {ESC_SHOWN}", "t: dropped")
+
+
+def test_status_and_history_print_commit_metadata_literally(
+    cli: CliRunner, markup_ws: Path
+) -> None:
+    result = cli.invoke(app, ["status", "-w", str(markup_ws)])
+    assert result.exit_code == 0, result.output
+    _assert_literal(result.output, f"run {LINK}", f"Last run r1 {RED}: {LINK}={EMOJI}")
+    result = cli.invoke(app, ["history", "_meta/quality", "-w", str(markup_ws)])
+    assert result.exit_code == 0, result.output
+    _assert_literal(result.output, f"run {LINK}", f"step {EMOJI}")
+
+
+def test_an_error_message_holding_markup_is_one_literal_line(
+    cli: CliRunner, markup_ws: Path
+) -> None:
+    result = cli.invoke(app, ["quality", "--run", f"{LINK} {EMOJI}", "-w", str(markup_ws)])
+    assert result.exit_code == 2, result.output
+    _assert_literal(result.stderr, f"error: No quality results for run '{LINK} {EMOJI}'")
+    assert "Traceback" not in result.output
+
+
+def test_ingest_prints_file_names_and_reasons_literally(
+    cli: CliRunner, tmp_path: Path, wide_console: None
+) -> None:
+    ws = tmp_path / "ws"
+    landing = ws / "data" / "landing"
+    landing.mkdir(parents=True)
+    good, bad = "[red]r [bold]b :x:.csv", "[link=x]y :thumbs_up:.parquet"  # no "/" in a file name
+    # An extra column is rescued, and its name shown in the note.
+    lines = (seed_data_dir() / "late_sales.csv").read_text(encoding="utf-8").splitlines()
+    extra = [f"{lines[0]},[red]extra :x:"] + [f"{line},1" for line in lines[1:]]
+    (landing / good).write_text("\n".join(extra) + "\n", encoding="utf-8")
+    (landing / bad).write_bytes(b"not parquet at all")
+    result = cli.invoke(app, ["ingest", "-w", str(ws)])
+    assert result.exit_code == 1, result.output  # the unreadable file fails; the other lands
+    _assert_literal(
+        result.output, good, bad, "rescued: [red]extra :x:", "not a readable Parquet file"
+    )
+
+
+def test_run_summary_prints_step_messages_literally(
+    cli: CliRunner, tmp_path: Path, wide_console: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = RunReport(
+        run_id="r1",
+        engine="duckdb",
+        steps=[
+            StepResult("bronze", "skipped", message=f"skipped {LINK} {EMOJI}"),
+            StepResult("silver", "failed", message=f"failed {RED} {ESC}"),
+        ],
+        exit_code=1,
+        failed_step="silver",
+        error=f"bad value {LINK}",
+        lock_note=f"waited for {RED}",
+    )
+    monkeypatch.setattr(cli_run, "run_pipeline", lambda *a, **k: report)
+    result = cli.invoke(app, ["run", "--steps", "bronze,silver", "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 1, result.output
+    _assert_literal(
+        result.output,
+        f"bronze skipped: skipped {LINK} {EMOJI}",
+        f"failed {RED} {ESC_SHOWN}",
+        f"error: step silver failed: bad value {LINK}",
+        f"note: waited for {RED}",
+    )
+
+
+def test_markup_helper_keeps_our_styles_and_number_formats() -> None:
+    text = cli_app.markup("[bold]{}[/] {:,} rows, {n:.1f} s", "ends in \\", 12345, n=1.25)
+    assert text.plain == "ends in \\ 12,345 rows, 1.2 s"
+    assert [str(span.style) for span in text.spans] == ["bold"]
+    assert cli_app.plain(f"{EMOJI} {LINK}").plain == f"{EMOJI} {LINK}"
