@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from medallion_lakehouse.config import Settings, load_settings
+from medallion_lakehouse.config import Settings, load_settings, unknown_env_warnings
 from medallion_lakehouse.errors import MedallionError
 
 app = typer.Typer(
@@ -76,6 +76,8 @@ def settings_from(
     **overrides: Any,
 ) -> Settings:
     """Settings for a command: flags override env, env overrides medallion.toml."""
+    for warning in unknown_env_warnings():
+        err_console.print(markup("[yellow]warning:[/] {}", warning), soft_wrap=True)
     conf: dict[str, str] | None = None
     if spark_conf:
         conf = {}
@@ -151,7 +153,7 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except MedallionError as exc:
-        err_console.print(markup("[bold red]error:[/] {}", exc))
+        err_console.print(markup("[bold red]error:[/] {}", exc), soft_wrap=True)  # one line
         raise typer.Exit(exc.exit_code) from None
 
 
