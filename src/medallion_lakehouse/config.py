@@ -6,15 +6,20 @@ an object-store URI that delta-rs understands (s3://, az://, gs://) plus `storag
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -22,6 +27,28 @@ from medallion_lakehouse.errors import ConfigError
 
 EngineName = Literal["duckdb", "spark"]
 CONFIG_FILE_NAME = "medallion.toml"
+ENV_PREFIX = "MEDALLION_"
+
+# MEDALLION_* variables the project reads itself, outside Settings: never warned about as unknown.
+# One place for all of them (tests/test_config_errors.py greps the code for any missing here).
+OTHER_ENV_VARS: frozenset[str] = frozenset(
+    {
+        "MEDALLION_FAULT",  # faults.py: crash-test fault points
+        "MEDALLION_REQUIRE_ALL",  # .ci/run, tests/conftest.py: a skipped test fails in CI
+        "MEDALLION_SEED_DATA",  # tests/conftest.py: the seed data folder
+        "MEDALLION_CHROMIUM",  # scripts/setup_browser.sh, browser tests
+        "MEDALLION_BIN",  # orchestration/airflow: the `medallion` the DAG's tasks call
+        "MEDALLION_AIRFLOW_VENV",  # tests/test_airflow.py
+        "MEDALLION_AIRFLOW_CATCHUP",  # orchestration/airflow/dags/medallion_pipeline.py ...
+        "MEDALLION_AIRFLOW_LANDING_MODE",
+        "MEDALLION_AIRFLOW_MAX_RETRY_DELAY_SECONDS",
+        "MEDALLION_AIRFLOW_RETRIES",
+        "MEDALLION_AIRFLOW_RETRY_DELAY_SECONDS",
+        "MEDALLION_AIRFLOW_SCHEDULE",
+        "MEDALLION_AIRFLOW_START_DATE",
+        "MEDALLION_AIRFLOW_TASK_TIMEOUT_MINUTES",
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -121,13 +148,114 @@ class Settings(BaseSettings):
         return f"{self.lake_path}/{name}"
 
 
+def known_env_vars() -> frozenset[str]:
+    """Every MEDALLION_* variable that means something: one per setting, plus OTHER_ENV_VARS."""
+    return frozenset(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields) | (
+        OTHER_ENV_VARS
+    )
+
+
+def _closest(name: str, candidates: Iterable[str], prefix: str = "") -> str | None:
+    """The candidate most like `name` (compared without the shared `prefix`), if any is close."""
+    by_suffix = {c[len(prefix) :].lower(): c for c in candidates}
+    found = difflib.get_close_matches(name[len(prefix) :].lower(), list(by_suffix), n=1)
+    return by_suffix[found[0]] if found else None
+
+
+def unknown_env_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per MEDALLION_* variable that is neither a setting nor used by the project.
+
+    Unlike an unknown key in medallion.toml (an error), such a variable is silently ignored by
+    the settings, so a typo in a name would otherwise go unnoticed.
+    """
+    environ = os.environ if environ is None else environ
+    known = known_env_vars()
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()  # settings match environment names case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        guess = _closest(upper, known, ENV_PREFIX)
+        hint = f" (did you mean {guess}?)" if guess else ""
+        warnings.append(f"{name} is set but is not a medallion setting: it is ignored{hint}.")
+    return warnings
+
+
+def _read_toml(toml_file: Path) -> dict[str, Any]:
+    """medallion.toml parsed, or a ConfigError naming the file, line and column."""
+    try:
+        return tomllib.loads(toml_file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11 puts the position in the message only: "Invalid value (at line 2, column 12)"
+        message = str(exc)
+        where = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
+        place = f"{toml_file}:{where[1]}:{where[2]}" if where else str(toml_file)
+        raise ConfigError(
+            f"{place}: invalid TOML ({reason}). Fix the syntax there: `key = value`, strings "
+            'in quotes (engine = "duckdb"), tables as [name].'
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{toml_file}: cannot be read as UTF-8 text ({exc}).") from exc
+
+
+def _toml_line(toml_file: Path, key: str) -> int | None:
+    """The line where `key` is set (`key = ...` or a `[key]` table) in medallion.toml."""
+    pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\])")
+    try:
+        lines = toml_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return next((i for i, line in enumerate(lines, 1) if pattern.match(line)), None)
+
+
+def _env_name(field: str, environ: Mapping[str, str]) -> str | None:
+    """The MEDALLION_* variable that set `field`, if one is set."""
+    wanted = f"{ENV_PREFIX}{field.upper()}"
+    return next((k for k in environ if k.upper() == wanted), None)
+
+
+def _problem(
+    err: Mapping[str, Any], toml_file: Path, toml: Mapping[str, Any], flags: Mapping[str, Any]
+) -> str:
+    """One validation error as `where: what`, where is the flag, variable or file line."""
+    loc = [str(p) for p in err["loc"]]
+    field = loc[0] if loc else "?"
+    env = _env_name(field, os.environ)
+    if field in flags:
+        where = f"--{field.replace('_', '-')}"
+    elif env is not None:
+        where = env
+    elif field in toml:
+        line = _toml_line(toml_file, field)
+        where = f"{toml_file}:{line}" if line else str(toml_file)
+    else:
+        where = "settings"
+    name = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        guess = _closest(field, Settings.model_fields)
+        hint = f" (did you mean {guess!r}?)" if guess else ""
+        return f"{where}: unknown setting {name!r}{hint}: remove or rename it"
+    got = repr(err.get("input"))
+    got = got if len(got) <= 60 else got[:57] + "..."
+    return f"{where}: {name} = {got}: {err['msg']}"
+
+
+def _json_example(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    origin = get_origin(info.annotation) if info is not None else None
+    return '\'["a", "b"]\'' if origin is list else '\'{"KEY": "value"}\''
+
+
 def load_settings(workspace: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings with the documented precedence.
 
     `overrides` are CLI flags; a value of None means "flag not given" and is ignored.
+    Every configuration mistake raises one ConfigError naming the file line, variable or flag.
     """
     ws = Path(workspace or os.environ.get("MEDALLION_WORKSPACE") or ".").expanduser().resolve()
     toml_file = ws / CONFIG_FILE_NAME
+    toml = _read_toml(toml_file) if toml_file.is_file() else {}
 
     class _Resolved(Settings):
         model_config = SettingsConfigDict(
@@ -152,10 +280,18 @@ def load_settings(workspace: str | Path | None = None, **overrides: Any) -> Sett
     try:
         return _Resolved(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        flags = {k: v for k, v in given.items() if k != "workspace"}
+        problems = "; ".join(_problem(err, toml_file, toml, flags) for err in exc.errors())
+        raise ConfigError(f"Invalid configuration: {problems}.") from exc
+    except SettingsError as exc:
+        # A dict/list setting from the environment must be JSON; pydantic-settings says only
+        # "error parsing value for field ... from source EnvSettingsSource".
+        found = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+        field = found[1] if found else None
+        env = _env_name(field, os.environ) if field else None
+        if field is None or env is None:
+            raise ConfigError(f"Invalid configuration: {exc}.") from exc
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         raise ConfigError(
-            f"Invalid configuration ({problems}). Check {toml_file}, MEDALLION_* variables "
-            "and command-line flags."
+            f"{env} is not valid JSON{cause}: set it to JSON, e.g. {env}={_json_example(field)}."
         ) from exc

@@ -7,6 +7,7 @@ Commands live in one module per topic (`cli/<topic>.py`), each decorating this `
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
-from medallion_lakehouse.config import Settings, load_settings
+from medallion_lakehouse.config import Settings, load_settings, unknown_env_warnings
 from medallion_lakehouse.errors import MedallionError
 
 app = typer.Typer(
@@ -73,6 +76,8 @@ def settings_from(
     **overrides: Any,
 ) -> Settings:
     """Settings for a command: flags override env, env overrides medallion.toml."""
+    for warning in unknown_env_warnings():
+        err_console.print(markup("[yellow]warning:[/] {}", warning), soft_wrap=True)
     conf: dict[str, str] | None = None
     if spark_conf:
         conf = {}
@@ -110,13 +115,45 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+# -- text from data -------------------------------------------------------------------------
+# Values, file names, reasons and messages come from data or the filesystem: Rich must show them
+# as typed. A str given to Rich is markup (`[red]`, and `[/]` with nothing open raises) and has
+# its emoji codes (`:x:`) replaced; a Text is neither. Terminal control codes (ESC...) are shown
+# as escapes so that a value cannot recolour or rewrite the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(value: object) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+
+
+def plain(value: object, style: str = "") -> Text:
+    """A value from data or the filesystem, shown literally (no markup, no emoji codes)."""
+    return Text(_visible(value), style=style)
+
+
+def markup(template: str, *args: object, **kwargs: object) -> Text:
+    """Our own markup `template` with its `{}` fields filled literally from data.
+
+    Numbers and dates keep their format specs (`{rows:,}`); anything else is made literal.
+    """
+
+    def literal(value: object) -> object:
+        if isinstance(value, int | float | Decimal | date):
+            return value
+        return escape(_visible(value))
+
+    text = template.format(*map(literal, args), **{k: literal(v) for k, v in kwargs.items()})
+    return Text.from_markup(text, emoji=False)
+
+
 @contextmanager
 def handle_errors() -> Iterator[None]:
     """Turn project errors into a one-line message and the error's exit code."""
     try:
         yield
     except MedallionError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(markup("[bold red]error:[/] {}", exc), soft_wrap=True)  # one line
         raise typer.Exit(exc.exit_code) from None
 
 

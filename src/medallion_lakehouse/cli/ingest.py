@@ -21,6 +21,7 @@ from medallion_lakehouse.cli.app import (
     emit_json,
     err_console,
     handle_errors,
+    plain,
     settings_from,
     write_step,
 )
@@ -47,12 +48,15 @@ def files_table(files: list[FileOutcome]) -> Table:
     colours = {"ingested": "green", "skipped": "yellow", "waiting": "cyan", "failed": "bold red"}
     for f in files:
         table.add_row(
-            f.source_file,
-            f"[{colours[f.status]}]{f.status}[/]",
+            plain(f.source_file),
+            plain(f.status, colours.get(f.status, "")),
             f"{f.rows:,}",
             f"{f.rejects:,}",
-            f.parser or "",
-            f.reason or ("rescued: " + ", ".join(f.rescued_columns) if f.rescued_columns else ""),
+            plain(f.parser or ""),
+            plain(
+                f.reason
+                or ("rescued: " + ", ".join(f.rescued_columns) if f.rescued_columns else "")
+            ),
         )
     return table
 

@@ -22,6 +22,7 @@ from medallion_lakehouse.cli.app import (
     emit_json,
     err_console,
     handle_errors,
+    plain,
     settings_from,
     write_step,
 )
@@ -127,7 +128,7 @@ def optimize_cmd(
         for r in rows:
             compacted = r["compacted"]
             out.add_row(
-                r["table"],
+                plain(r["table"]),
                 str(r["version"]),
                 str(r["files"]),
                 str(r["small_files"]),

@@ -21,6 +21,8 @@ from medallion_lakehouse.cli.app import (
     emit_json,
     err_console,
     handle_errors,
+    markup,
+    plain,
     settings_from,
 )
 from medallion_lakehouse.config import Settings
@@ -56,7 +58,7 @@ def parse_day(value: str | None, flag: str) -> date | None:
 def summary_table(report: RunReport) -> Table:
     """Per step: status, rows in/out/quarantined, seconds, tables and versions written."""
     table = Table(
-        title=f"run {report.run_id} ({report.engine})",
+        title=plain(f"run {report.run_id} ({report.engine})"),
         title_justify="left",
         caption="quar. = rows quarantined (bronze: unparseable lines; silver: failed drop rules)",
         caption_justify="left",
@@ -75,13 +77,13 @@ def summary_table(report: RunReport) -> Table:
     for r in report.steps:
         written = "\n".join(f"{t} v{v}" for t, v in sorted(r.tables.items()) if v is not None)
         table.add_row(
-            r.step,
-            f"[{colour[r.status]}]{r.status}[/]",
+            plain(r.step),
+            plain(r.status, colour.get(r.status, "")),
             f"{r.rows_in:,}",
             f"{r.rows_out:,}",
             f"{r.rows_quarantined:,}",
             f"{r.seconds:.1f}",
-            written or (r.message or "-"),
+            plain(written or (r.message or "-")),
         )
     return table
 
@@ -140,15 +142,17 @@ def execute(
         emit_json(report.as_dict())
     else:
         if report.lock_note:
-            err_console.print(f"[yellow]note:[/] {report.lock_note}")
+            err_console.print(markup("[yellow]note:[/] {}", report.lock_note))
         console.print(summary_table(report))
         for r in report.steps:
             if r.status == "skipped" and r.message:
-                console.print(f"[yellow]{r.step} skipped:[/] {r.message}")
+                console.print(markup("[yellow]{} skipped:[/] {}", r.step, r.message))
     if report.failed_step:
-        err_console.print(f"[bold red]error:[/] step {report.failed_step} failed: {report.error}")
+        err_console.print(
+            markup("[bold red]error:[/] step {} failed: {}", report.failed_step, report.error)
+        )
     elif report.error:
-        err_console.print(f"[bold red]error:[/] {report.error}")
+        err_console.print(markup("[bold red]error:[/] {}", report.error))
     return report
 
 

@@ -21,6 +21,7 @@ from medallion_lakehouse.cli.app import (
     emit_json,
     err_console,
     handle_errors,
+    plain,
     settings_from,
     write_step,
 )
@@ -157,7 +158,7 @@ def quality_cmd(
         if json_out:
             emit_json(rows)
             return
-        out = Table(title=f"Data quality, run {wanted}")
+        out = Table(title=plain(f"Data quality, run {wanted}"))
         out.add_column("table / rule", no_wrap=True)
         out.add_column("severity")
         for col in ("checked", "failed", "share"):
@@ -166,16 +167,14 @@ def quality_cmd(
         for r in rows:
             share = r["rows_failed"] / r["rows_checked"] if r["rows_checked"] else 0.0
             colour = {"fail": "red", "drop": "yellow"}.get(r["severity"], "")
-            failed = f"{r['rows_failed']:,}"
-            if colour and r["rows_failed"]:
-                failed = f"[{colour}]{failed}[/]"
+            failed = plain(f"{r['rows_failed']:,}", colour if r["rows_failed"] else "")
             out.add_row(
-                f"{r['table']}: {r['rule']}",
-                r["severity"],
+                plain(f"{r['table']}: {r['rule']}"),
+                plain(r["severity"]),
                 f"{r['rows_checked']:,}",
                 failed,
                 f"{share:.2%}",
-                r["description"],
+                plain(r["description"] or ""),
             )
         console.print(out)
         checked_at = rows[0]["checked_at"]

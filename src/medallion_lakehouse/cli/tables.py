@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from medallion_lakehouse.cli.app import (
     EngineOpt,
@@ -17,6 +18,8 @@ from medallion_lakehouse.cli.app import (
     console,
     emit_json,
     handle_errors,
+    markup,
+    plain,
     settings_from,
 )
 from medallion_lakehouse.contracts import get_contract
@@ -27,18 +30,19 @@ from medallion_lakehouse.storage.lake import Lake
 TableArg = Annotated[str, typer.Argument(help="Table name, e.g. bronze/sales or silver/sales.")]
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any) -> Text:
+    """A cell value as typed: data is never read as Rich markup or emoji codes."""
     if value is None:
-        return "[dim]null[/]"
+        return plain("null", "dim")
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
-    return str(value)
+        return plain(value.isoformat(sep=" ", timespec="seconds"))
+    return plain(value)
 
 
 def arrow_table_view(data: pa.Table, title: str) -> Table:
-    view = Table(title=title)
+    view = Table(title=plain(title))
     for name in data.column_names:
-        view.add_column(name, overflow="fold")
+        view.add_column(plain(name), overflow="fold")
     for row in data.to_pylist():
         view.add_row(*(_fmt(v) for v in row.values()))
     return view
@@ -55,7 +59,7 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
         if json_out:
             emit_json({"lake": settings.lake_path, "tables": tables, "last_run": last_run})
             return
-        view = Table(title=f"lake {settings.lake_path}")
+        view = Table(title=plain(f"lake {settings.lake_path}"))
         for col in ("table", "version", "rows", "files", "last commit", "operation", "run"):
             view.add_column(
                 col,
@@ -71,14 +75,14 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
                 str(t.version),
                 f"{t.rows:,}" if t.rows is not None else "?",
                 str(t.files),
-                t.last_commit or "",
-                t.last_operation or "",
-                t.last_run_id or "",
+                plain(t.last_commit or ""),
+                plain(t.last_operation or ""),
+                plain(t.last_run_id or ""),
             )
         console.print(view)
         if last_run:
             steps = ", ".join(f"{s['step']}={s['status']}" for s in last_run["steps"])
-            console.print(f"Last run {last_run['run_id']}: {steps}")
+            console.print(markup("Last run {}: {}", last_run["run_id"], steps))
         else:
             console.print("No run recorded yet: try `medallion run` (or `medallion demo`).")
 
@@ -162,9 +166,9 @@ def history_command(
             emit_json(commits)
             return
         if not commits:
-            console.print(f"{table} has no commits yet.")
+            console.print(plain(f"{table} has no commits yet."))
             return
-        view = Table(title=f"history of {table}")
+        view = Table(title=plain(f"history of {table}"))
         for col in (
             "version",
             "when (UTC)",
@@ -181,10 +185,10 @@ def history_command(
             view.add_row(
                 str(c.get("version")),
                 when.strftime("%Y-%m-%d %H:%M:%S"),
-                str(c.get("operation")),
-                str(metrics.get("num_added_rows", metrics.get("num_copied_rows", ""))),
-                str(metrics.get("num_deleted_rows", "")),
-                str(c.get("run_id", "")),
-                str(c.get("step", "")),
+                plain(c.get("operation")),
+                plain(metrics.get("num_added_rows", metrics.get("num_copied_rows", ""))),
+                plain(metrics.get("num_deleted_rows", "")),
+                plain(c.get("run_id", "")),
+                plain(c.get("step", "")),
             )
         console.print(view)

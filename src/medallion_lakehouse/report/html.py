@@ -63,7 +63,7 @@ def error_box(exc: BaseException) -> str:
     return (
         '<div class="section-error" data-error="true">'
         "<strong>This section failed to render:</strong> "
-        f"<code>{escape(type(exc).__name__)}: {escape(str(exc))[:400]}</code></div>"
+        f"<code>{escape(type(exc).__name__)}: {escape(str(exc)[:400])}</code></div>"
     )
 
 

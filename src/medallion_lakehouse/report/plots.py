@@ -2,12 +2,17 @@
 
 Text stays text in the SVG (`svg.fonttype = none`): files are smaller, and the browser renders
 labels with the page's font. Every plot is a pure function of its frame.
+
+Every string that came from data (product names, store ids, rules, run ids, file names, model
+names) goes through `text()` before matplotlib sees it: matplotlib reads `$...$` as mathtext, and
+a product named `$\\frac{1}{$` would otherwise fail the whole plot.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from html import escape
@@ -76,6 +81,25 @@ _RC: dict[str, Any] = {
 }
 
 
+LABEL_CHARS = 48  # longer data labels are clipped in plots (tables in the page show them in full)
+
+
+def text(value: object, limit: int | None = LABEL_CHARS, *, legend: bool = False) -> str:
+    """A data-derived string as matplotlib shows it literally: never mathtext, one line.
+
+    `$` is escaped (`\\$` is the only escape matplotlib's plain text knows, so the result reads
+    back exactly whether or not a Text parses math); control characters (newlines, tabs, NUL,
+    which XML forbids in the SVG) become spaces; past `limit` characters the text is clipped.
+    A legend skips labels that start with `_`, so `legend=True` keeps those visible.
+    """
+    plain = "".join(" " if unicodedata.category(c) == "Cc" else c for c in str(value))
+    if limit is not None:
+        plain = _clip(plain, limit)
+    if legend and plain.startswith("_"):
+        plain = " " + plain
+    return plain.replace("$", r"\$")
+
+
 def _style() -> Any:
     """The report's matplotlib style (rcParams are typed as literal keys; ours is a plain dict)."""
     return plt.rc_context(cast(Any, _RC))
@@ -133,9 +157,9 @@ def _hbar_stack(
     y = np.arange(len(labels))
     left = np.zeros(len(labels))
     for name, values, color in parts:
-        ax.barh(y, values, left=left, color=color, label=name, height=0.62)
+        ax.barh(y, values, left=left, color=color, label=text(name, legend=True), height=0.62)
         left = left + values
-    ax.set_yticks(y, labels)
+    ax.set_yticks(y, [text(label) for label in labels])
     ax.invert_yaxis()
     ax.grid(axis="y", visible=False)
 
@@ -290,8 +314,10 @@ def quality_plot(frame: pd.DataFrame) -> str:
         ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
         ax.grid(which="minor", color="white", linewidth=2)
         ax.tick_params(which="minor", length=0)
-        ax.set_xticks(range(cols), [_short_run(c) for c in shares.columns], rotation=30, ha="right")
-        ax.set_yticks(range(rows), [f"{lab}  [{severity[lab]}]" for lab in shares.index])
+        ax.set_xticks(
+            range(cols), [text(_short_run(c)) for c in shares.columns], rotation=30, ha="right"
+        )
+        ax.set_yticks(range(rows), [text(f"{lab}  [{severity[lab]}]", 90) for lab in shares.index])
         ax.grid(which="major", visible=False)
         for spine in ax.spines.values():
             spine.set_visible(False)
@@ -441,7 +467,7 @@ def durations_plot(frame: pd.DataFrame) -> str:
                 values,
                 left=left,
                 color=STEP_COLORS[k % len(STEP_COLORS)],
-                label=step,
+                label=text(step, legend=True),
                 height=0.62,
             )
             for bar, run in zip(bars, runs, strict=True):
@@ -452,7 +478,7 @@ def durations_plot(frame: pd.DataFrame) -> str:
             left = left + values
         for i, total in enumerate(left):
             ax.annotate(f" {total:.1f} s", (total, i), va="center", fontsize=9)
-        ax.set_yticks(y, [_short_run(r) for r in runs])
+        ax.set_yticks(y, [text(_short_run(r)) for r in runs])
         ax.invert_yaxis()
         ax.grid(axis="y", visible=False)
         ax.set_xlabel("seconds")
@@ -465,10 +491,11 @@ def curve_plot(curves: ChurnCurves, kind: str) -> str:
     series = curves.roc if kind == "roc" else curves.pr
     with _figure(4.6, 4.2) as (fig, (ax,)):
         for k, curve in enumerate(series):
+            name = text(curve.name, legend=True)
             label = (
-                curve.name
+                name
                 if curve.area is None
-                else f"{curve.name} ({'AUC' if kind == 'roc' else 'AP'} {curve.area:.3f})"
+                else f"{name} ({'AUC' if kind == 'roc' else 'AP'} {curve.area:.3f})"
             )
             ax.plot(
                 curve.x,
@@ -534,7 +561,7 @@ def buckets_plot(labels: Sequence[str], counts: Sequence[float], *, xlabel: str)
                 ax.annotate(
                     f"{value:,.0f}", (xi, value), ha="center", va="bottom", fontsize=9, color=INK
                 )
-        ax.set_xticks(x, [str(v) for v in labels], rotation=20, ha="right", fontsize=9)
+        ax.set_xticks(x, [text(v) for v in labels], rotation=20, ha="right", fontsize=9)
         ax.yaxis.set_major_formatter(FuncFormatter(_count))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("sales")
