@@ -379,7 +379,7 @@ def test_ingest_and_silver_commands_leave_run_rows(tmp_path: Path) -> None:
         assert sorted(ok) == ["bronze", "silver"]
 
 
-# -- files already ingested are not read again ------------------------------------------------------
+# -- files already ingested are not read again ---------------------------------------------
 def test_unchanged_files_are_skipped_without_being_read(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
