@@ -24,6 +24,7 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import TableNotFoundError
+from medallion_lakehouse.pipeline.attention import needs_attention
 from medallion_lakehouse.storage.inspect import lake_status
 from medallion_lakehouse.storage.lake import Lake
 
@@ -56,8 +57,16 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
         with Lake(settings) as lake:
             tables = lake_status(lake)
             last_run = _last_run(lake)
+            attention = needs_attention(lake)
         if json_out:
-            emit_json({"lake": settings.lake_path, "tables": tables, "last_run": last_run})
+            emit_json(
+                {
+                    "lake": settings.lake_path,
+                    "tables": tables,
+                    "last_run": last_run,
+                    "attention": attention,
+                }
+            )
             return
         view = Table(title=plain(f"lake {settings.lake_path}"))
         for col in ("table", "version", "rows", "files", "last commit", "operation", "run"):
@@ -85,6 +94,17 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
             console.print(markup("Last run {}: {}", last_run["run_id"], steps))
         else:
             console.print("No run recorded yet: try `medallion run` (or `medallion demo`).")
+        for f in attention["failed_files"]:
+            console.print(markup("[red]failed file[/] {}: {}", f["source_file"], f["reason"]))
+        for b in attention["held_batches"]:
+            console.print(
+                markup(
+                    "[yellow]held batch[/] {} ({}): {} (`medallion held`)",
+                    b["batch_id"],
+                    b["source_file"] or "?",
+                    b["reason"] or "",
+                )
+            )
 
 
 def _last_run(lake: Lake) -> dict[str, Any] | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from medallion_lakehouse.meta import RUNS
+from medallion_lakehouse.pipeline.attention import needs_attention
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.report import data, plots
 from medallion_lakehouse.report.html import (
@@ -121,6 +123,36 @@ def overview_section(lake: Lake) -> Section:
         + listing
     )
     section.plots = ["lineage"]
+    return section
+
+
+def attention_section(lake: Lake) -> Section:
+    section = Section(
+        "attention",
+        "Needs attention",
+        "Landing files the newest bronze step could not read (the other files went on) and "
+        "bronze batches the quality gate holds back (later batches went on). Decide about a held "
+        "batch with <code>medallion held</code>.",
+    )
+    found = needs_attention(lake)
+    rows = [
+        (badge("failed file", "bad"), f["source_file"], f["reason"] or "")
+        for f in found["failed_files"]
+    ] + [
+        (
+            badge("held batch", "warn"),
+            f"{b['batch_id']} ({b['source_file'] or '?'})",
+            b["reason"] or "",
+        )
+        for b in found["held_batches"]
+    ]
+    if not rows and not lake.exists(RUNS.name):
+        section.state, section.body = "empty", placeholder([RUNS.name])
+        return section
+    if not rows:
+        section.body = "<p>Nothing: every landing file was read and no batch is held.</p>"
+        return section
+    section.body = table(rows, ["what", "file or batch", "reason"], raw=(0,))
     return section
 
 
@@ -411,6 +443,7 @@ def exploration_section(lake: Lake) -> Section:
 
 SECTIONS: tuple[tuple[str, str, Callable[[Lake], Section]], ...] = (
     ("overview", "Pipeline overview", overview_section),
+    ("attention", "Needs attention", attention_section),
     ("funnel", "Bronze → silver → quarantine funnel", funnel_section),
     ("quarantine", "Quarantine reasons", quarantine_section),
     ("quality", "Data-quality rules over recent runs", quality_section),
