@@ -148,7 +148,7 @@ def test_arrival_order_only_matters_through_latest_wins(files: list[list[dict[st
         ]
         for i, rows in enumerate(files)
     ]
-    drop = ("_batch_id", "_source_file", "_source_line", "_ingested_at", "is_late")
+    drop = ("_batch_id", "_source_file", "_source_line", "_ingested_at", "_batch_seq", "is_late")
 
     def content(order: list[list[dict[str, str]]]) -> list[tuple[Any, ...]]:
         with tempfile.TemporaryDirectory() as tmp, run_files(Path(tmp), order) as lake:

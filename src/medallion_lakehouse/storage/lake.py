@@ -158,7 +158,9 @@ class Lake:
         dataset = table.to_pyarrow_dataset()
         wanted = list(columns) if columns else contract.column_names
         present = [c for c in wanted if c in dataset.schema.names]
-        data = dataset.to_table(columns=present, filter=filter)
+        # Single-threaded: a threaded scan made `status` and `quality` abort at interpreter
+        # shutdown (exit 134) on a loaded machine; these reads are small.
+        data = dataset.to_table(columns=present, filter=filter, use_threads=False)
         for c in wanted:
             if c not in present:  # a column the contract gained after the table was written
                 field = contract.schema.field(c)
