@@ -46,10 +46,16 @@ class TableContract:
     checks: tuple[Check, ...] = ()  # evaluated by the step that writes it (quality.outcomes)
     rules: tuple[RowRule, ...] = ()  # applied to each incoming row on the way in
     notes: tuple[str, ...] = ()  # invariants proven elsewhere (e.g. by `medallion audit`)
+    written_by: str = ""  # the pipeline step that writes it, when not its layer's (ml)
 
     @property
     def layer(self) -> str:
         return self.name.split("/", 1)[0]
+
+    @property
+    def step(self) -> str:
+        """The pipeline step that writes the table."""
+        return self.written_by or self.layer
 
     @property
     def schema(self) -> pa.Schema:

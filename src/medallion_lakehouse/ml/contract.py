@@ -22,6 +22,7 @@ CUSTOMER_FEATURES = TableContract(
     write_mode="overwrite",
     write_note="one snapshot, the newest cutoff",
     upstream=("silver/sales",),
+    written_by="ml",
     columns=(
         Column("customer_id", pa.string(), "Customer.", nullable=False),
         Column("as_of", pa.date32(), "Cutoff date T: only sales on or before it are used."),
@@ -80,6 +81,7 @@ CHURN_SCORES = TableContract(
     write_mode="overwrite",
     write_note="one commit per scoring run",
     upstream=("gold/customer_features",),
+    written_by="ml",
     columns=(
         Column("customer_id", pa.string(), "Customer.", nullable=False),
         Column("churn_probability", pa.float64(), "Model probability of churn in the horizon."),
