@@ -66,6 +66,7 @@ class RowRule:
     severity: Severity
     description: str  # the reason a failing row is given, in words
     passes: RowPredicate | None = None  # None for batch-level rules
+    metric: str = ""  # the step's result reports the count of rows breaking it under this name
 
     def failed(self, t: ir.Table) -> ir.BooleanValue:
         """True when the row breaks the rule (a NULL outcome counts as broken)."""

@@ -61,6 +61,7 @@ RULES: tuple[RowRule, ...] = (
         "warn",
         "product is not one of the catalogue's five (kept as sent, trimmed)",
         lambda t: std.in_catalogue(t.p_product),
+        metric="unknown_products",
     ),
     RowRule(
         "status_recognised",
@@ -73,6 +74,7 @@ RULES: tuple[RowRule, ...] = (
         "warn",
         "unit price is missing or unparseable (imputed as round(total / quantity, 2))",
         lambda t: t.p_price.notnull(),
+        metric="price_imputed",
     ),
     RowRule(
         "total_consistent",
@@ -88,6 +90,7 @@ RULES: tuple[RowRule, ...] = (
                 )
             )
         ),
+        metric="total_checked_failed",
     ),
     RowRule(
         QUARANTINE_SHARE_RULE,
