@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 if TYPE_CHECKING:  # the contract module imports this one
     from medallion_lakehouse.contracts import TableContract
@@ -40,8 +41,9 @@ class CheckInputs:
 class Check:
     """A rule over a whole table: `failing(table, inputs)` counts the rows that break it.
 
-    `rule` and `description` may name `{key}` and `{not_null}` (the contract's key and its
-    non-nullable columns), filled in by `named` for the contract the check is declared on.
+    `rule` and `description` may name `{key}`, `{not_null}` and `{numeric}` (the contract's
+    key, its non-nullable and its numeric columns), filled in by `named` for the contract the
+    check is declared on.
     """
 
     rule: str
@@ -54,6 +56,7 @@ class Check:
         fill = {
             "key": ", ".join(contract.key),
             "not_null": ", ".join(c.name for c in contract.columns if not c.nullable),
+            "numeric": ", ".join(_numeric(contract)),
         }
         return self.rule.format(**fill), self.description.format(**fill)
 
@@ -116,14 +119,26 @@ def row_check(
     return Check(rule, description, failing, severity)
 
 
-def non_negative(columns: Sequence[str]) -> Check:
-    """No amount or count is negative (null is not checked here)."""
-    cols = list(columns)
-    return row_check(
-        "non_negative",
-        f"{', '.join(cols)} are >= 0",
-        lambda t: ibis.or_(*(t[c] < 0 for c in cols)),
-    )
+def non_negative(columns: Sequence[str] | None = None) -> Check:
+    """No amount or count is negative (default: every numeric column of the contract; null is
+    not checked here)."""
+
+    def failing(t: ir.Table, inputs: CheckInputs) -> ir.IntegerScalar:
+        cols = _columns(columns, _numeric(inputs.contract))
+        return t.count(where=ibis.or_(*(t[c] < 0 for c in cols)).fill_null(False))
+
+    described = ", ".join(columns) if columns is not None else "{numeric}"
+    return Check("non_negative", f"{described} are >= 0", failing)
+
+
+def _numeric(contract: TableContract) -> list[str]:
+    return [
+        c.name
+        for c in contract.columns
+        if pa.types.is_integer(c.type)
+        or pa.types.is_decimal(c.type)
+        or pa.types.is_floating(c.type)
+    ]
 
 
 def between(column: str, low: Any, high: Any) -> Check:

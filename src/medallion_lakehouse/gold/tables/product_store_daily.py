@@ -33,7 +33,7 @@ PRODUCT_STORE_DAILY = TableContract(
     checks=(
         unique_key(),
         not_null(),
-        non_negative(("revenue", "units", "orders")),
+        non_negative(),
         revenue_reconciles(),
     ),
 )
