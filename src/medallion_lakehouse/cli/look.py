@@ -326,7 +326,7 @@ def _print_verify(report: Any, months: list[str]) -> None:
         console.print(
             markup("{} batch(es) not processed by live silver were left out.", len(report.excluded_batches))
         )
-    tables = sorted({p.table for p in report.parts})
+    tables = [t for t in report.as_dict()["tables"]]
     if report.equal:
         console.print(
             markup(
@@ -363,7 +363,7 @@ def show_manifest_score(settings: Settings, manifest: Path | None, json_out: boo
     view = Table(title=plain(f"rules against {result.manifest}"))
     # Flagged (= caught + false alarms) is in --json; without it the table fits 80 columns.
     view.add_column("defect kind", no_wrap=True)
-    view.add_column("caught by", min_width=14)
+    view.add_column("caught by", min_width=14, overflow="fold")
     for col in ("injected", "caught", "missed", "false alarms"):
         view.add_column(col, justify="right")
     for k in result.kinds:

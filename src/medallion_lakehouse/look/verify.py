@@ -103,7 +103,7 @@ class VerifyReport:
             "compared_batches": self.compared_batches,
             "excluded_batches": self.excluded_batches,
             "notes": self.notes,
-            "tables": sorted({p.table for p in self.parts}),
+            "tables": [c.name for c, _, _ in COMPARED],
             "differences": [_part_dict(p) for p in self.differences],
             "parts": [_part_dict(p) for p in self.parts],
         }
