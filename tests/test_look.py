@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -152,7 +151,9 @@ def test_sql_cannot_read_files_outside_the_lake(seed_ws: Path) -> None:
 
 # -- trace -------------------------------------------------------------------------------------
 def test_trace_by_file_and_line_through_every_layer(seed_ws: Path) -> None:
-    code, out, _ = cli("trace", "-w", str(seed_ws), "--file", "late_sales.csv", "--line", "3", "--json")
+    code, out, _ = cli(
+        "trace", "-w", str(seed_ws), "--file", "late_sales.csv", "--line", "3", "--json"
+    )
     assert code == 0
     t = json.loads(out)
     assert set(t) >= {"sale_id", "versions", "silver", "gold"}
@@ -171,7 +172,9 @@ def test_trace_by_file_and_line_through_every_layer(seed_ws: Path) -> None:
 
 def test_trace_names_the_gold_version_that_last_rewrote_the_month(seed_ws: Path) -> None:
     # The raw file's line 2 is dated 2025-01-15; the late file touched only Nov and Dec.
-    code, out, _ = cli("trace", "-w", str(seed_ws), "--file", "raw_sales.csv", "--line", "2", "--json")
+    code, out, _ = cli(
+        "trace", "-w", str(seed_ws), "--file", "raw_sales.csv", "--line", "2", "--json"
+    )
     assert code == 0
     t = json.loads(out)
     assert t["silver"]["sale_date"] == "2025-01-15"
@@ -184,7 +187,9 @@ def test_trace_names_the_gold_version_that_last_rewrote_the_month(seed_ws: Path)
 
 def test_trace_exits_1_when_nothing_matches(seed_ws: Path) -> None:
     assert cli("trace", "-w", str(seed_ws), "no-such-sale")[0] == 1
-    code, out, _ = cli("trace", "-w", str(seed_ws), "--file", "raw_sales.csv", "--line", "99999", "--json")
+    code, out, _ = cli(
+        "trace", "-w", str(seed_ws), "--file", "raw_sales.csv", "--line", "99999", "--json"
+    )
     assert code == 1 and json.loads(out)["versions"] == []
     assert cli("trace", "-w", str(seed_ws), "--file", "raw_sales.csv")[0] == 2  # no --line
 
@@ -214,7 +219,11 @@ def test_trace_superseded_and_quarantined_versions(gen_ws: Path) -> None:
     t = json.loads(out)
     mine = next(v for v in t["versions"] if v["batch_id"] == bad["_batch_id"]
                 and v["source_line"] == bad["_source_line"])  # fmt: skip
-    assert (mine["outcome"], mine["rule"], mine["reason"]) == ("quarantined", bad["rule"], bad["reason"])
+    assert (mine["outcome"], mine["rule"], mine["reason"]) == (
+        "quarantined",
+        bad["rule"],
+        bad["reason"],
+    )
 
 
 # -- plan --------------------------------------------------------------------------------------
@@ -241,7 +250,10 @@ def test_plan_predicts_the_next_run_and_writes_nothing(gen_ws: Path, tmp_path: P
         assert versions(lake) == before
     assert not (Path(lake.settings.lake_path) / "_lock").exists()
     actions = {f["source_file"]: f["action"] for f in plan["files"]}
-    assert actions == {"more_0001.csv": "ingest", **{f"sales_000{i}.csv": "skip" for i in (1, 2, 3)}}
+    assert actions == {
+        "more_0001.csv": "ingest",
+        **{f"sales_000{i}.csv": "skip" for i in (1, 2, 3)},
+    }
     [batch] = plan["silver"]["batches"]
     assert not batch["in_bronze"] and not batch["held"]
 
@@ -315,7 +327,9 @@ def test_plan_replay_shows_moves_and_revenue_change(seed_ws: Path, tmp_path: Pat
 
 
 # -- verify ------------------------------------------------------------------------------------
-def test_verify_equal_on_seed_and_on_incremental_generated_data(seed_ws: Path, gen_ws: Path) -> None:
+def test_verify_equal_on_seed_and_on_incremental_generated_data(
+    seed_ws: Path, gen_ws: Path
+) -> None:
     for ws in (seed_ws, gen_ws):
         code, out, err = cli("verify", "-w", str(ws), "--json")
         assert code == 0, out + err
@@ -355,7 +369,9 @@ def test_verify_reports_a_month_that_differs(seed_ws: Path, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_verify_duckdb_lake_against_spark(gen_ws: Path) -> None:
-    code, out, err = cli("verify", "-w", str(gen_ws), "--engine", "spark", "--spark-master", "local[2]", "--json")
+    code, out, err = cli(
+        "verify", "-w", str(gen_ws), "--engine", "spark", "--spark-master", "local[2]", "--json"
+    )
     assert code == 0, out + err
     report = json.loads(out)
     assert report["engine"] == "spark" and report["equal"]
@@ -384,7 +400,10 @@ def test_quality_manifest_scores_every_defect_kind(gen_ws: Path, tmp_path: Path)
     edited["files"][0]["invalid"]["quantity_zero"] -= 2
     edited["files"][1]["missing_price"] += 5
     path.write_text(json.dumps(edited))
-    kinds = {k["kind"]: k for k in json.loads(cli("quality", "-w", str(ws), "--manifest", "--json")[1])["kinds"]}
+    kinds = {
+        k["kind"]: k
+        for k in json.loads(cli("quality", "-w", str(ws), "--manifest", "--json")[1])["kinds"]
+    }
     assert kinds["quantity_zero"]["false_alarms"] == 2 and kinds["quantity_zero"]["missed"] == 0
     assert kinds["missing_price"]["missed"] == 5 and kinds["missing_price"]["false_alarms"] == 0
 
@@ -392,4 +411,3 @@ def test_quality_manifest_scores_every_defect_kind(gen_ws: Path, tmp_path: Path)
 def test_quality_manifest_without_manifest_is_a_clear_error(seed_ws: Path) -> None:
     code, _, err = cli("quality", "-w", str(seed_ws), "--manifest")
     assert code == 2 and "_manifest.json" in err
-

@@ -43,9 +43,11 @@ def _value(value: Any) -> str:
 def _arrow_view(data: pa.Table, title: str | None = None) -> Table:
     view = Table(title=plain(title) if title else None)
     for name in data.column_names:
-        numeric = pa.types.is_integer(data.schema.field(name).type) or pa.types.is_decimal(
-            data.schema.field(name).type
-        ) or pa.types.is_floating(data.schema.field(name).type)
+        numeric = (
+            pa.types.is_integer(data.schema.field(name).type)
+            or pa.types.is_decimal(data.schema.field(name).type)
+            or pa.types.is_floating(data.schema.field(name).type)
+        )
         view.add_column(plain(name), justify="right" if numeric else "left", overflow="fold")
     for row in data.slice(0, TABLE_ROWS).to_pylist():
         view.add_row(*(plain(_value(v), "dim" if v is None else "") for v in row.values()))
@@ -130,7 +132,11 @@ def sql_command(
         else:
             console.print(_arrow_view(data))
             shown = min(data.num_rows, TABLE_ROWS)
-            more = f" (first {shown:,} shown: use --csv or --json for all)" if shown < data.num_rows else ""
+            more = (
+                f" (first {shown:,} shown: use --csv or --json for all)"
+                if shown < data.num_rows
+                else ""
+            )
             console.print(markup("[dim]{} row(s){}[/]", data.num_rows, more))
 
 
@@ -221,7 +227,7 @@ def plan_command(
 ) -> None:
     """What the next `medallion run` would do, without writing or locking anything: files to
     ingest, skip or defer, batches pending for silver, rows per rule it would quarantine, months
-    silver and gold would rebuild, and (after a rule change) what a replay from bronze would move."""
+    silver and gold would rebuild, and (after a rule change) what a replay from bronze moves."""
     from medallion_lakehouse.look import plan as look_plan
 
     with handle_errors():
@@ -243,7 +249,7 @@ def _print_plan(p: Any) -> None:
             colour = {"ingest": "green", "defer": "yellow", "fail": "red"}.get(f.action, "dim")
             files.add_row(
                 plain(f.source_file), plain(f.action, colour),
-                f"{f.rows:,}" if f.action == "ingest" else "", 
+                f"{f.rows:,}" if f.action == "ingest" else "",
                 f"{f.rejects:,}" if f.action == "ingest" else "", plain(f.reason or ""),
             )  # fmt: skip
         console.print(files)
@@ -273,12 +279,16 @@ def _print_plan(p: Any) -> None:
         console.print(markup("{} would rebuild: {}", table, ", ".join(months) or "nothing"))
     r = p.replay
     if r is not None and r.rules_changed:
-        console.print(markup("[yellow]rules changed since the last silver run:[/] {}", "; ".join(r.changes)))
+        console.print(
+            markup("[yellow]rules changed since the last silver run:[/] {}", "; ".join(r.changes))
+        )
     if r is not None and r.computed:
         moves = ", ".join(f"{m.rows:,} {m.direction} ({m.rule})" for m in r.moves) or "no row moves"
         console.print(markup("replay from bronze: {}", moves))
         if r.months:
-            console.print(markup("  months to rebuild (silver --from/--to): {}", ", ".join(r.months)))
+            console.print(
+                markup("  months to rebuild (silver --from/--to): {}", ", ".join(r.months))
+            )
         for c in r.revenue:
             console.print(
                 markup("  {} revenue {} -> {} ({:+})", c.sale_month, c.revenue_now,
@@ -324,15 +334,21 @@ def _print_verify(report: Any, months: list[str]) -> None:
         console.print(markup("[yellow]note:[/] {}", note))
     if report.excluded_batches:
         console.print(
-            markup("{} batch(es) not processed by live silver were left out.", len(report.excluded_batches))
+            markup(
+                "{} batch(es) not processed by live silver were left out.",
+                len(report.excluded_batches),
+            )
         )
     tables = [t for t in report.as_dict()["tables"]]
     if report.equal:
         console.print(
             markup(
                 "[green]equal:[/] {} part(s) of {} match a full refresh on {} ({} batch(es)).",
-                len(report.parts), ", ".join(tables), report.engine, report.compared_batches,
-            )  # fmt: skip
+                len(report.parts),
+                ", ".join(tables),
+                report.engine,
+                report.compared_batches,
+            )
         )
         return
     view = Table(title=plain(f"differences from a full refresh on {report.engine}"))
@@ -374,6 +390,4 @@ def show_manifest_score(settings: Settings, manifest: Path | None, json_out: boo
         )  # fmt: skip
     console.print(view)
     if result.missing_files:
-        console.print(
-            markup("not in bronze yet (not scored): {}", ", ".join(result.missing_files))
-        )
+        console.print(markup("not in bronze yet (not scored): {}", ", ".join(result.missing_files)))

@@ -193,4 +193,3 @@ def score(lake: Lake, path: Path | None = None) -> ManifestScore:
             )
         )
     return result
-

@@ -156,7 +156,9 @@ def plan_files(lake: Lake) -> tuple[list[FilePlan], list[pa.Table]]:
             plans.append(FilePlan(name, "fail", f"cannot read file: {exc}"))
             continue
         if (name, size, mtime) in unchanged:
-            plans.append(FilePlan(name, "skip", "already ingested (same path, size and mtime)", size))
+            plans.append(
+                FilePlan(name, "skip", "already ingested (same path, size and mtime)", size)
+            )
             continue
         if path.resolve() in writing:
             who = writing[path.resolve()]
@@ -178,7 +180,11 @@ def plan_files(lake: Lake) -> tuple[list[FilePlan], list[pa.Table]]:
         seen.add(info.sha256)
         age = time.time() - mtime / 1e9
         settle = lake.settings.landing_settle_seconds
-        reason = f"modified {age:.1f}s ago: the run waits until it is {settle:g}s old" if age < settle else None
+        reason = (
+            f"modified {age:.1f}s ago: the run waits until it is {settle:g}s old"
+            if age < settle
+            else None
+        )
         now = datetime.now(UTC)
         lineage = bronze_ingest.Lineage(
             name, info.sha256, f"{PLANNED}{name}", now, next_seq + len(rows)
@@ -228,7 +234,11 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
     for t in new_rows:
         if t.num_rows:
             batch = t.column("_batch_id")[0].as_py()
-            files[batch] = (t.column("_source_file")[0].as_py(), t.column("_batch_seq")[0].as_py(), False)
+            files[batch] = (
+                t.column("_source_file")[0].as_py(),
+                t.column("_batch_seq")[0].as_py(),
+                False,
+            )
     if parts:
         incoming = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
         whole = sorted(b for b, s in decided.items() if s == "quarantined")
@@ -238,7 +248,9 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
         shares = [BatchShare(s["_batch_id"], _int(s["rows"]), _int(s["dropped"])) for s in stats]
         failing = {
             b.batch_id
-            for b in gate([b for b in shares if b.batch_id not in exempt], lake.settings.quarantine_fail_share)
+            for b in gate(
+                [b for b in shares if b.batch_id not in exempt], lake.settings.quarantine_fail_share
+            )
         }
         for s in sorted(stats, key=lambda s: (files[s["_batch_id"]][1] or -1, s["_batch_id"])):
             source, seq, in_bronze = files[s["_batch_id"]]
@@ -248,10 +260,14 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
             )  # fmt: skip
         go = parsed.filter(~parsed._batch_id.isin(sorted(failing) or [""]))
         result.rule_failures = {
-            r.name: sum(_int(s[f"failed__{r.name}"]) for s in stats if s["_batch_id"] not in failing)
+            r.name: sum(
+                _int(s[f"failed__{r.name}"]) for s in stats if s["_batch_id"] not in failing
+            )
             for r in ROW_RULES
         }
-        result.quarantined_by_rule = _count_by(engine, go.filter(go._drop_rule.notnull()), "_drop_rule")
+        result.quarantined_by_rule = _count_by(
+            engine, go.filter(go._drop_rule.notnull()), "_drop_rule"
+        )
         result.silver_months = _affected_months(lake, transform.typed(go))
     silver_now = gold_step.pending_months(lake)
     result.gold_months = {
@@ -286,8 +302,10 @@ def _affected_months(lake: Lake, fresh: ir.Table) -> list[str]:
 
 # -- replay on rule change --------------------------------------------------------------------
 def rule_changes(lake: Lake) -> list[str]:
-    """How today's silver rules differ from the ones the last silver run recorded in _meta/quality."""
-    quality = lake.read_arrow(QUALITY.name, columns=["run_id", "table", "rule", "severity", "description"])
+    """How today's silver rules differ from those the last silver run recorded (_meta/quality)."""
+    quality = lake.read_arrow(
+        QUALITY.name, columns=["run_id", "table", "rule", "severity", "description"]
+    )
     rows = [r for r in quality.to_pylist() if r["table"] == SILVER_SALES.name]
     if not rows:
         return []
@@ -313,7 +331,9 @@ def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
         return out
     out.computed = True
     engine = lake.engine
-    processed = sorted(set(lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"]).column(0).to_pylist()))
+    processed = sorted(
+        set(lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"]).column(0).to_pylist())
+    )
     if not processed:
         return out
     holds = held.current(lake)
@@ -324,17 +344,24 @@ def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
     )
     keys = ["_batch_id", "_source_line"]
     quarantine = lake.read(SILVER_QUARANTINE.name).select(*keys, old_rule="rule")
-    placed = parsed.select(*keys, "_drop_rule").left_join(quarantine, keys).select(
-        *keys, "_drop_rule", "old_rule"
+    placed = (
+        parsed.select(*keys, "_drop_rule")
+        .left_join(quarantine, keys)
+        .select(*keys, "_drop_rule", "old_rule")
     )
     to_q = placed.filter(placed._drop_rule.notnull() & placed.old_rule.isnull())
     to_s = placed.filter(placed._drop_rule.isnull() & placed.old_rule.notnull())
-    for direction, rows, column in (("to_quarantine", to_q, "_drop_rule"), ("to_silver", to_s, "old_rule")):
+    for direction, rows, column in (
+        ("to_quarantine", to_q, "_drop_rule"),
+        ("to_silver", to_s, "old_rule"),
+    ):
         for rule, n in _count_by(engine, rows, column).items():
             out.moves.append(Move(direction, rule, n))  # type: ignore[arg-type]
-    replayed = transform.latest(transform.conform(transform.typed(parsed).mutate(
-        is_late=ibis.literal(False), _priority=ibis.literal(1)
-    )))
+    replayed = transform.latest(
+        transform.conform(
+            transform.typed(parsed).mutate(is_late=ibis.literal(False), _priority=ibis.literal(1))
+        )
+    )
     live = lake.read(SILVER_SALES.name)
     now = _revenue(engine, live)
     then = _revenue(engine, replayed)
@@ -344,8 +371,10 @@ def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
         if now.get(m, Decimal(0)) != then.get(m, Decimal(0))
     ]
     moved = to_q.union(to_s).select(*keys)
-    months = live.inner_join(moved, keys).select("sale_month").union(
-        replayed.inner_join(moved, keys).select("sale_month")
+    months = (
+        live.inner_join(moved, keys)
+        .select("sale_month")
+        .union(replayed.inner_join(moved, keys).select("sale_month"))
     )
     out.months = sorted(
         m for m in engine.to_arrow(months.distinct()).column(0).to_pylist() if m is not None
@@ -356,6 +385,7 @@ def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
 def _revenue(engine: Any, silver: ir.Table) -> dict[str, Decimal]:
     """Completed revenue per sale_month, as gold/daily_sales sums it."""
     completed = silver.filter(silver.status == "completed")
-    rows = engine.to_arrow(completed.group_by("sale_month").aggregate(revenue=completed.total.sum()))
+    rows = engine.to_arrow(
+        completed.group_by("sale_month").aggregate(revenue=completed.total.sum())
+    )
     return {r["sale_month"]: Decimal(r["revenue"] or 0) for r in rows.to_pylist()}
-

@@ -141,7 +141,7 @@ def register_views(
         hidden = "__" + full.replace(".", "__")
         con.register(hidden, data)
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        con.execute(f"CREATE VIEW {_quoted(full)} AS SELECT * FROM \"{hidden}\"")
+        con.execute(f'CREATE VIEW {_quoted(full)} AS SELECT * FROM "{hidden}"')
         views.append(
             View(
                 view=full,

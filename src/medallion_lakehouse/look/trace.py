@@ -9,6 +9,7 @@ pending (its batch is not processed by silver yet, or is held by the quality gat
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,7 +23,6 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES, SOURCE_COLUMNS
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.gold.contract import DAILY_SALES, GOLD_TABLES
 from medallion_lakehouse.look import versions as dv
-from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.storage.lake import Lake
@@ -100,8 +100,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def records(bronze: ir.Table) -> ir.Table:
-    """Bronze records with the sale_id silver gives them (`_sale_id`, null when a drop rule breaks them)
-    and the cleaned source id (`p_sale_id`, so a quarantined record is found by its id too)."""
+    """Bronze records with the sale_id silver gives them (`_sale_id`, null when a drop rule
+    breaks them) and the cleaned source id (`p_sale_id`: a quarantined record is found by it)."""
     parsed = transform.parse(bronze)
     ids = transform.typed(parsed).select(*KEYS, _sale_id="sale_id")
     kept = parsed.select("p_sale_id", *SOURCE_COLUMNS, *transform.LINEAGE)
@@ -113,10 +113,8 @@ def file_matches(column: ir.StringValue, name: str, landing: str) -> ir.BooleanV
     wanted = name.replace("\\", "/").strip()
     path = Path(wanted)
     if path.is_absolute():
-        try:
+        with contextlib.suppress(ValueError):  # a path outside landing is matched as given
             wanted = path.resolve().relative_to(Path(landing).resolve()).as_posix()
-        except ValueError:
-            pass
     wanted = wanted.removeprefix("./")
     return (column == wanted) | column.endswith("/" + wanted)
 
@@ -170,7 +168,9 @@ def trace(
     )
     current = silver_rows[0] if silver_rows else None
     quarantined = _quarantine_rows(lake, found)
-    processed = set(lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"]).column(0).to_pylist())
+    processed = set(
+        lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"]).column(0).to_pylist()
+    )
     holds = held.current(lake)
     bronze_versions: dict[str, int | None] = {}
     out: list[Version] = []
@@ -203,7 +203,9 @@ def _order(r: dict[str, Any]) -> tuple[Any, ...]:
     return (-1 if seq is None else seq, r["_ingested_at"], r["_source_line"], r["_batch_id"])
 
 
-def _quarantine_rows(lake: Lake, found: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+def _quarantine_rows(
+    lake: Lake, found: list[dict[str, Any]]
+) -> dict[tuple[str, int], dict[str, Any]]:
     if not found:
         return {}
     q = lake.read(SILVER_QUARANTINE.name)
@@ -255,7 +257,9 @@ def _version(
     else:
         outcome = "superseded"
         if current is not None:
-            by = {c: current[c] for c in ("_batch_id", "_batch_seq", "_source_file", "_source_line")}
+            by = {
+                c: current[c] for c in ("_batch_id", "_batch_seq", "_source_file", "_source_line")
+            }
     return Version(
         source_file=r["_source_file"],
         source_line=r["_source_line"],

@@ -131,11 +131,11 @@ class ScratchLake(Lake):
         if name in READ_IN_PLACE:
             raise VerifyError(f"verify must not write {name} of the live lake")
 
-    def write(self, name: str, expr: Any, **kwargs: Any) -> WriteResult:  # type: ignore[override]
+    def write(self, name: str, expr: Any, **kwargs: Any) -> WriteResult:
         self._refuse(name)
         return super().write(name, expr, **kwargs)
 
-    def write_arrow(self, name: str, data: Any, **kwargs: Any) -> WriteResult:  # type: ignore[override]
+    def write_arrow(self, name: str, data: Any, **kwargs: Any) -> WriteResult:
         self._refuse(name)
         return super().write_arrow(name, data, **kwargs)
 
@@ -263,4 +263,3 @@ def differing_months(report: VerifyReport) -> list[str]:
     return sorted(
         {p.part for p in report.differences if p.part and p.table != SILVER_QUARANTINE.name}
     )
-

@@ -11,13 +11,14 @@ logarithmic number of snapshot loads (log only, no data files):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeAlias
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from medallion_lakehouse.storage.delta import open_table
 
-Snapshot = pa.Table  # the add actions of one version, flattened
+Snapshot: TypeAlias = pa.Table  # the add actions of one version, flattened
 
 
 def first_version(
@@ -63,7 +64,9 @@ def holds_batch(batch_id: str) -> Callable[[Snapshot], bool]:
             return False
         lows = actions.column("min._batch_id").to_pylist()
         highs = actions.column("max._batch_id").to_pylist()
-        return any(lo is not None and lo <= batch_id <= hi for lo, hi in zip(lows, highs, strict=True))
+        return any(
+            lo is not None and lo <= batch_id <= hi for lo, hi in zip(lows, highs, strict=True)
+        )
 
     return check
 

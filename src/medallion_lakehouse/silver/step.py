@@ -108,7 +108,8 @@ def _pending(lake: Lake, processed: set[str]) -> list[Batch]:
 def pending_batches(lake: Lake) -> list[Batch]:
     """The batches the next incremental run reads, in batch order (read-only, for `medallion
     plan`): not in the ledger, not dropped by an operator; held ones are checked again."""
-    processed = set(lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"]).column(0).to_pylist())
+    ledger = lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"])
+    processed = set(ledger.column("batch_id").to_pylist())
     dropped = {b for b, h in held.current(lake).items() if h.state == "dropped"}
     return [b for b in _pending(lake, processed) if b.batch_id not in dropped]
 
