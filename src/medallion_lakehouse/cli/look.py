@@ -156,9 +156,13 @@ def trace_command(
     engine: EngineOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Every version of a sale from landing to gold: file and line, bronze batch and version,
-    silver outcome (current, superseded, quarantined with rule and reason, or pending), the
-    current silver row and the gold rows it feeds. Exit 1 when nothing matches."""
+    """Every version of one sale from landing to gold (exit 1 when nothing matches).
+
+    Per version: landing file and line, bronze batch and the bronze version that added it, and
+    the silver outcome (current, superseded by which version, quarantined with rule and reason,
+    or pending); then the current silver row and the gold rows it feeds, with the version that
+    last rewrote each.
+    """
     from medallion_lakehouse.look import trace as look_trace
 
     with handle_errors():
@@ -225,9 +229,13 @@ def plan_command(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What the next `medallion run` would do, without writing or locking anything: files to
-    ingest, skip or defer, batches pending for silver, rows per rule it would quarantine, months
-    silver and gold would rebuild, and (after a rule change) what a replay from bronze moves."""
+    """What the next `medallion run` would do (no writes, no lock).
+
+    Files to ingest, skip or defer; batches pending for silver and whether the gate would hold
+    them; rows per rule it would quarantine; months silver and gold would rebuild; and, after a
+    rule change (or with --replay), the rows a rebuild from bronze would move between silver and
+    the quarantine, with the change of gold revenue per month.
+    """
     from medallion_lakehouse.look import plan as look_plan
 
     with handle_errors():
@@ -312,9 +320,12 @@ def verify_command(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the scratch lake afterwards.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Rebuild silver and gold from bronze into a scratch lake (a full refresh, on this engine
-    or --engine spark) and compare with the live tables month by month: rows, row hashes,
-    revenue. Prints the differing months; exit 1 on any difference, 0 when equal."""
+    """Prove the live silver and gold equal a full refresh from bronze (exit 1 if not).
+
+    Rebuilds into a scratch lake (on this engine, or another with --engine spark) and compares
+    month by month: rows, a hash of every row, revenue. Prints the differing months; exit 1 on
+    any difference, 0 when equal. Bronze batches live silver has not processed are left out.
+    """
     from medallion_lakehouse.look import verify as look_verify
 
     with handle_errors():
