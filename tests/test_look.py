@@ -411,3 +411,38 @@ def test_quality_manifest_scores_every_defect_kind(gen_ws: Path, tmp_path: Path)
 def test_quality_manifest_without_manifest_is_a_clear_error(seed_ws: Path) -> None:
     code, _, err = cli("quality", "-w", str(seed_ws), "--manifest")
     assert code == 2 and "_manifest.json" in err
+
+
+def test_trace_pending_batch_and_plan_held_batch(seed_ws: Path, tmp_path: Path) -> None:
+    """A file bronze took but silver did not: trace says pending; plan predicts the gate."""
+    ws = copy_ws(seed_ws, tmp_path / "ws")
+    landing = ws / "data" / "landing"
+    lines = (SEED / "late_sales.csv").read_text().splitlines()
+    header, first = lines[0], lines[1].split(",")
+    broken = [",".join([first[0], "NW-XX", *first[2:]])] * 3  # store without digits: quarantined
+    (landing / "bad.csv").write_text("\n".join([header, *broken, lines[2]]) + "\n")
+    assert cli("ingest", "-w", str(ws))[0] == 0
+    code, out, _ = cli("trace", "-w", str(ws), "--file", "bad.csv", "--line", "4", "--json")
+    assert code == 0
+    [version] = [v for v in json.loads(out)["versions"] if v["source_file"] == "bad.csv"]
+    assert version["outcome"] == "pending" and "not processed" in version["reason"]
+
+    code, out, _ = cli("plan", "-w", str(ws), "--json")
+    [batch] = json.loads(out)["silver"]["batches"]
+    assert (batch["source_file"], batch["in_bronze"], batch["rows"]) == ("bad.csv", True, 4)
+    assert batch["quarantined"] == 3 and batch["held"]  # 75 % > quarantine_fail_share 20 %
+    assert json.loads(out)["silver"]["quarantined_by_rule"] == {}  # a held batch commits nothing
+    code, out, _ = cli("silver", "-w", str(ws), "--json")
+    assert code == 3 and json.loads(out)["metrics"]["held_batches"] == [batch["batch_id"]]
+
+
+def test_look_commands_on_an_empty_workspace(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "data" / "landing").mkdir(parents=True)
+    code, out, _ = cli("sql", "-w", str(ws), "SELECT count(*) AS n FROM silver.sales", "--json")
+    assert code == 0 and json.loads(out) == [{"n": 0}]
+    assert cli("trace", "-w", str(ws), "anything")[0] == 1
+    code, out, _ = cli("plan", "-w", str(ws), "--json")
+    assert code == 0 and json.loads(out)["nothing_to_do"] is True
+    code, out, _ = cli("verify", "-w", str(ws), "--json")
+    assert code == 0 and json.loads(out)["notes"]

@@ -24,11 +24,13 @@ from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.gold.contract import DAILY_SALES, GOLD_TABLES
 from medallion_lakehouse.look import versions as dv
 from medallion_lakehouse.silver import held, transform
+from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.storage.lake import Lake
 
 Outcome = Literal["current", "superseded", "quarantined", "pending"]
 KEYS = ("_batch_id", "_source_line")
+HASH_PREFIX = "h-"  # silver's id for a record without a source id (standardise.content_hash)
 
 
 class TraceError(MedallionError):
@@ -108,6 +110,18 @@ def records(bronze: ir.Table) -> ir.Table:
     return kept.left_join(ids, list(KEYS)).select(*kept.columns, "_sale_id")
 
 
+def candidates(bronze: ir.Table, sale_id: str) -> ir.Table:
+    """The bronze rows that can have this sale_id, found before the (costly) parse.
+
+    A row with a source id gets exactly that id (trimmed); only a row without one gets a content
+    hash, and every hash id starts with `h-`.
+    """
+    source_id = std.clean_text(bronze.sale_id)
+    if sale_id.startswith(HASH_PREFIX):
+        return bronze.filter((source_id == sale_id) | source_id.isnull())
+    return bronze.filter(source_id == sale_id)
+
+
 def file_matches(column: ir.StringValue, name: str, landing: str) -> ir.BooleanValue:
     """`name` as the landing file's path under landing, its bare name, or a path to it."""
     wanted = name.replace("\\", "/").strip()
@@ -130,14 +144,17 @@ def trace(
     if (sale_id is None) == (file is None) or (file is not None and line is None):
         raise TraceError("Give a SALE_ID, or --file NAME with --line N.")
     engine = lake.engine
-    recs = records(lake.read(BRONZE_SALES.name))
+    bronze = lake.read(BRONZE_SALES.name)
     wanted: str | None = sale_id
     seed: list[dict[str, Any]] = []
     if file is not None:
         assert line is not None
-        hit = recs.filter(
-            file_matches(recs._source_file, file, lake.settings.landing_path)
-            & (recs._source_line == line)
+        # Filter before parsing: the standardisation runs on this one line, not on all of bronze.
+        hit = records(
+            bronze.filter(
+                file_matches(bronze._source_file, file, lake.settings.landing_path)
+                & (bronze._source_line == line)
+            )
         )
         seed = engine.to_arrow(hit).to_pylist()
         if not seed:
@@ -152,6 +169,7 @@ def trace(
         newest = max(seed, key=_order)
         wanted = newest["_sale_id"] or newest["p_sale_id"]
     if wanted is not None:
+        recs = records(candidates(bronze, wanted))
         found = engine.to_arrow(
             recs.filter((recs._sale_id == wanted) | (recs.p_sale_id == wanted))
         ).to_pylist()
