@@ -446,3 +446,17 @@ def test_look_commands_on_an_empty_workspace(tmp_path: Path) -> None:
     assert code == 0 and json.loads(out)["nothing_to_do"] is True
     code, out, _ = cli("verify", "-w", str(ws), "--json")
     assert code == 0 and json.loads(out)["notes"]
+
+
+def test_report_section_scores_the_manifest(gen_ws: Path, seed_ws: Path) -> None:
+    from medallion_lakehouse.report import step as report_step
+
+    with lake_of(gen_ws) as lake:
+        page, sections = report_step.render(lake)
+    section = page.split('id="section-manifest"', 1)[1].split("</section>", 1)[0]
+    assert "store_out_of_range" in section and section.count("badge ok") == 9
+    assert {s.id: s.state for s in sections}["manifest"] == "ok"
+    with lake_of(seed_ws) as lake:
+        page, _ = report_step.render(lake)
+    section = page.split('id="section-manifest"', 1)[1].split("</section>", 1)[0]
+    assert 'data-empty="true"' in section and MANIFEST_NAME in section
