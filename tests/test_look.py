@@ -375,6 +375,38 @@ def test_verify_duckdb_lake_against_spark(gen_ws: Path) -> None:
     assert code == 0, out + err
     report = json.loads(out)
     assert report["engine"] == "spark" and report["equal"]
+    # trace gives the same answer on Spark.
+    args = ("trace", "-w", str(gen_ws), "--file", "sales_0002.csv", "--line", "7", "--json")
+    duck = json.loads(cli(*args)[1])
+    code, out, err = cli(*args, "--engine", "spark")
+    assert code == 0, err
+    assert json.loads(out) == duck and duck["versions"]
+
+
+@pytest.mark.slow
+def test_plan_names_an_ingest_a_crash_interrupted(seed_ws: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    ws = copy_ws(seed_ws, tmp_path / "ws")
+    # Other bytes than late_sales.csv (one status changed), so it is a new file to bronze.
+    (ws / "data" / "landing" / "again.csv").write_text(
+        (SEED / "late_sales.csv").read_text().replace("Completed", "Pending", 1)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDALLION_")}
+    crashed = subprocess.run(
+        [sys.executable, "-m", "medallion_lakehouse", "ingest", "-w", str(ws)],
+        env={**env, "MEDALLION_FAULT": "bronze.before_marker"},
+        capture_output=True,
+        timeout=300,
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    plan = json.loads(cli("plan", "-w", str(ws), "--json")[1])
+    assert plan["bronze_recovery"] == ["again.csv"] and not plan["nothing_to_do"]
+    run(ws)
+    assert json.loads(cli("plan", "-w", str(ws), "--json")[1])["nothing_to_do"]
 
 
 # -- quality --manifest ------------------------------------------------------------------------

@@ -263,6 +263,12 @@ def _print_plan(p: Any) -> None:
         console.print(files)
     else:
         console.print("No landing files.")
+    if p.bronze_recovery:
+        console.print(
+            markup(
+                "bronze would first finish interrupted ingests: {}", ", ".join(p.bronze_recovery)
+            )
+        )
     if p.resumes_full_refresh:
         console.print("[yellow]silver would resume an unfinished full refresh.[/]")
     if p.batches:

@@ -91,6 +91,9 @@ class Replay:
 @dataclass
 class Plan:
     files: list[FilePlan] = field(default_factory=list)
+    # Landing files whose ingest a crash interrupted: bronze finishes them first (their batches
+    # then reach silver too; they are not in `batches`, which reads the ledger).
+    bronze_recovery: list[str] = field(default_factory=list)
     batches: list[BatchPlan] = field(default_factory=list)
     resumes_full_refresh: bool = False
     quarantined_by_rule: dict[str, int] = field(default_factory=dict)  # first drop rule broken
@@ -104,6 +107,7 @@ class Plan:
     def nothing_to_do(self) -> bool:
         return not (
             any(f.action == "ingest" for f in self.files)
+            or self.bronze_recovery
             or self.batches
             or self.resumes_full_refresh
             or any(self.gold_months.values())
@@ -120,6 +124,7 @@ class Plan:
         return {
             "nothing_to_do": self.nothing_to_do,
             "files": [f.__dict__ for f in self.files],
+            "bronze_recovery": self.bronze_recovery,
             "silver": {
                 "batches": [b.__dict__ for b in self.batches],
                 "resumes_full_refresh": self.resumes_full_refresh,
@@ -217,6 +222,10 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
     engine = lake.engine
     result = Plan()
     result.files, new_rows = plan_files(lake)
+    result.bronze_recovery = sorted(
+        str(i.payload.get("source_file", i.intent_id))
+        for i in intents.unfinished(lake, bronze_ingest.STEP, bronze_ingest.INTENT_KIND)
+    )
     result.resumes_full_refresh = bool(
         intents.unfinished(lake, silver_step.STEP, silver_step.FULL_REFRESH)
     )
