@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
+from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.generate.manifest import MANIFEST_NAME
 from medallion_lakehouse.look import manifest_score
 from medallion_lakehouse.report.html import Section, badge, placeholder, table
@@ -24,12 +25,18 @@ def manifest_section(lake: Lake) -> Section:
         "which counts every defect injected per file. Here the rules (and silver's dedup) are "
         "scored against it, file by file: a kind with misses or false alarms is a rule to fix.",
     )
+    if not lake.exists(BRONZE_SALES.name):
+        section.state = "empty"
+        section.body = placeholder([BRONZE_SALES.name], "run <code>medallion run</code>")
+        return section
     try:
         score = manifest_score.score(lake)
     except manifest_score.ManifestError:
-        section.state = "empty"
-        section.body = placeholder(
-            [MANIFEST_NAME], "land files made by <code>medallion generate</code>"
+        # Real feeds have no manifest: nothing is missing, the section just does not apply.
+        section.body = (
+            f"<p>Not applicable: the landing folder has no <code>{MANIFEST_NAME}</code> (only "
+            "<code>medallion generate</code> writes one), so there are no known defects to "
+            "score the rules against.</p>"
         )
         return section
     if not score.files:
