@@ -8,7 +8,7 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -32,6 +32,11 @@ from medallion_lakehouse.cli.app import (
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.storage.lake import Lake
+
+if TYPE_CHECKING:  # the look modules are imported when their command runs
+    from medallion_lakehouse.look.plan import Plan
+    from medallion_lakehouse.look.trace import Trace
+    from medallion_lakehouse.look.verify import VerifyReport
 
 TABLE_ROWS = 1000  # rows a terminal table shows; --json and --csv print every row
 
@@ -180,7 +185,7 @@ def trace_command(
             raise typer.Exit(1)
 
 
-def _print_trace(result: Any) -> None:
+def _print_trace(result: Trace) -> None:
     if not result.found:
         return
     console.print(markup("[bold]sale {}[/]", result.sale_id or "(no sale_id: quarantined)"))
@@ -248,7 +253,7 @@ def plan_command(
         _print_plan(result)
 
 
-def _print_plan(p: Any) -> None:
+def _print_plan(p: Plan) -> None:
     if p.files:
         files = Table(title="landing files (bronze)")
         for col in ("file", "action", "rows", "rejects", "why"):
@@ -346,7 +351,7 @@ def verify_command(
             raise typer.Exit(1)
 
 
-def _print_verify(report: Any, months: list[str]) -> None:
+def _print_verify(report: VerifyReport, months: list[str]) -> None:
     for note in report.notes:
         console.print(markup("[yellow]note:[/] {}", note))
     if report.excluded_batches:

@@ -25,7 +25,9 @@ from medallion_lakehouse import intents
 from medallion_lakehouse.bronze import ingest as bronze_ingest
 from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.engines import Engine
 from medallion_lakehouse.gold import step as gold_step
+from medallion_lakehouse.gold.contract import GOLD_TABLES
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import step as silver_step
@@ -281,20 +283,14 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
     silver_now = gold_step.pending_months(lake)
     result.gold_months = {
         table: sorted(set(months) | set(result.silver_months))
-        for table, months in (silver_now or {c: [] for c in _gold_names()}).items()
+        for table, months in (silver_now or {c.name: [] for c in GOLD_TABLES}).items()
     }
     result.replay = replay_plan(lake, force=replay)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _gold_names() -> list[str]:
-    from medallion_lakehouse.gold.contract import GOLD_TABLES
-
-    return [c.name for c in GOLD_TABLES]
-
-
-def _count_by(engine: Any, rows: ir.Table, column: str) -> dict[str, int]:
+def _count_by(engine: Engine, rows: ir.Table, column: str) -> dict[str, int]:
     counts = engine.to_arrow(rows.group_by(column).aggregate(n=rows.count())).to_pylist()
     return {r[column]: _int(r["n"]) for r in sorted(counts, key=lambda r: r[column])}
 
@@ -391,7 +387,7 @@ def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
     return out
 
 
-def _revenue(engine: Any, silver: ir.Table) -> dict[str, Decimal]:
+def _revenue(engine: Engine, silver: ir.Table) -> dict[str, Decimal]:
     """Completed revenue per sale_month, as gold/daily_sales sums it."""
     completed = silver.filter(silver.status == "completed")
     rows = engine.to_arrow(
