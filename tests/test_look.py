@@ -143,6 +143,16 @@ def test_sql_refuses_statements_that_write(seed_ws: Path, tmp_path: Path, statem
     assert not out_file.exists()
 
 
+def test_sql_on_generated_data_matches_the_tables(gen_ws: Path) -> None:
+    with lake_of(gen_ws) as lake:
+        rules = pc.value_counts(lake.read_arrow("silver/sales_quarantine").column("rule"))
+    expected = {r["values"]: r["counts"] for r in rules.to_pylist()}
+    q = "SELECT rule, count(*) AS n FROM silver.sales_quarantine GROUP BY rule"
+    code, out, _ = cli("sql", "-w", str(gen_ws), q, "--json")
+    assert code == 0 and {r["rule"]: r["n"] for r in json.loads(out)} == expected
+    assert len(expected) == 3  # store, date and quantity defects were all injected
+
+
 def test_sql_cannot_read_files_outside_the_lake(seed_ws: Path) -> None:
     landing = seed_ws / "data" / "landing" / "raw_sales.csv"
     code, _, err = cli("sql", "-w", str(seed_ws), f"SELECT * FROM read_csv('{landing}')")
@@ -466,6 +476,17 @@ def test_trace_pending_batch_and_plan_held_batch(seed_ws: Path, tmp_path: Path) 
     assert json.loads(out)["silver"]["quarantined_by_rule"] == {}  # a held batch commits nothing
     code, out, _ = cli("silver", "-w", str(ws), "--json")
     assert code == 3 and json.loads(out)["metrics"]["held_batches"] == [batch["batch_id"]]
+
+    # Accepted, its bad rows are quarantined: a record without any id is its own only version.
+    assert cli("held", "-w", str(ws), "--accept", batch["batch_id"])[0] == 0
+    assert cli("silver", "-w", str(ws))[0] == 0
+    code, out, _ = cli("trace", "-w", str(ws), "--file", "bad.csv", "--line", "2", "--json")
+    assert code == 0
+    t = json.loads(out)
+    assert t["sale_id"] is None and t["silver"] is None and t["gold"] == []
+    [version] = t["versions"]
+    assert (version["outcome"], version["rule"]) == ("quarantined", "store_id_valid")
+    assert version["raw"]["store_id"] == "NW-XX"
 
 
 def test_look_commands_on_an_empty_workspace(tmp_path: Path) -> None:
