@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,16 @@ def test_sql_file_and_as_of(seed_ws: Path, tmp_path: Path) -> None:
     assert code == 0 and json.loads(out) == [{"n": 5_000}]  # before the late file
     code, _, err = cli("sql", "-w", str(seed_ws), "SELECT 1", "--as-of", "silver.sales=99")
     assert code == 2 and "no version" in err
+    with lake_of(seed_ws) as lake:
+        [late, raw] = lake.history("silver/sales")
+    between = datetime.fromtimestamp((raw["timestamp"] + late["timestamp"]) / 2000, UTC)
+    code, out, _ = cli(
+        "sql", "-w", str(seed_ws), "--file", str(query), "--json",
+        "--as-of", f"silver.sales={between.isoformat()}",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out) == [{"n": 5_000}]
+    code, _, err = cli("sql", "-w", str(seed_ws), "SELECT 1", "--as-of", "silver.sales=2000-01-01")
+    assert code == 2 and "no version as of" in err
 
 
 @pytest.mark.parametrize(

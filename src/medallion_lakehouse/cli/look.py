@@ -198,7 +198,7 @@ def _print_trace(result: Trace) -> None:
         view.add_row(
             plain(f"{v.source_file}:{v.source_line}"),
             plain(f"{v.batch_id} ({_value(v.batch_seq)})"),
-            plain(v.ingested_at),
+            plain(v.ingested_at[:19].replace("T", " ")),  # to the second; --json has it all
             _value(v.bronze_version),
             plain(v.outcome, colours.get(v.outcome, "")),
             plain(why),

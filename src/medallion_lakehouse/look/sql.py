@@ -90,6 +90,15 @@ def _open(lake: Lake, contract: TableContract, as_of: AsOf | None) -> DeltaTable
     table = open_table(lake.uri(contract.name), storage_options=lake.storage_options)
     if table is None or as_of is None:
         return table
+    if isinstance(as_of, datetime):
+        # delta-rs loads version 0 for a time before the table existed: refuse that instead.
+        first = min(int(h["timestamp"]) for h in table.history())
+        if as_of.timestamp() * 1000 < first:
+            created = datetime.fromtimestamp(first / 1000, UTC).isoformat(timespec="seconds")
+            raise QueryError(
+                f"{view_name(contract)} has no version as of {as_of.isoformat()}: it was "
+                f"created at {created}."
+            )
     try:
         table.load_as_version(as_of)
     except Exception as exc:  # delta-rs raises several types for a version it does not have
