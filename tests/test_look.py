@@ -523,3 +523,18 @@ def test_report_section_scores_the_manifest(gen_ws: Path, seed_ws: Path) -> None
         page, _ = report_step.render(lake)
     section = page.split('id="section-manifest"', 1)[1].split("</section>", 1)[0]
     assert "Not applicable" in section and MANIFEST_NAME in section
+
+
+def test_trace_reaches_the_customer_features(gen_ws: Path, tmp_path: Path) -> None:
+    ws = copy_ws(gen_ws, tmp_path / "ws")
+    cli("run", "-w", str(ws), "--steps", "ml")  # too little history for a model: features only
+    with lake_of(ws) as lake:
+        assert lake.exists("gold/customer_features")
+        version = lake.version("gold/customer_features")
+    code, out, _ = cli("trace", "-w", str(ws), "--file", "sales_0003.csv", "--line", "10", "--json")
+    assert code == 0
+    t = json.loads(out)
+    [features] = [g for g in t["gold"] if g["table"] == "gold/customer_features"]
+    assert features["key"]["customer_id"] == t["silver"]["customer_id"]
+    assert features["key"]["as_of"] >= t["silver"]["sale_date"]
+    assert features["version"] == version

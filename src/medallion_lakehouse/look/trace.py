@@ -318,4 +318,28 @@ def _gold_rows(lake: Lake, sale: dict[str, Any]) -> list[GoldRow]:
             storage_options=lake.storage_options,
         )  # fmt: skip
         rows.append(GoldRow(contract.name, key, version, found[0]))
+    return rows + _customer_rows(lake, sale)
+
+
+# Gold tables per customer (the churn model's): overwritten whole, as of a cutoff date.
+CUSTOMER_TABLES = ("gold/customer_features", "gold/churn_scores")
+
+
+def _customer_rows(lake: Lake, sale: dict[str, Any]) -> list[GoldRow]:
+    """The customer's rows built from a cutoff on or after the sale (every status counts in
+    some feature: return and cancel rates). Their version is the table's: each write replaces
+    the whole table."""
+    rows = []
+    for name in CUSTOMER_TABLES:
+        try:
+            contract = lake.contract(name)
+        except MedallionError:  # the ml extra's contracts are not installed
+            continue
+        if not lake.exists(name):
+            continue
+        t = lake.read(name)
+        match = t.filter(t.customer_id == sale["customer_id"], t.as_of >= sale["sale_date"])
+        for row in lake.engine.to_arrow(match).to_pylist():
+            key = {c: row[c] for c in contract.key}
+            rows.append(GoldRow(name, key, lake.version(name), row))
     return rows
