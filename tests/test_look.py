@@ -185,8 +185,11 @@ def test_trace_by_file_and_line_through_every_layer(seed_ws: Path) -> None:
     gold = {g["table"]: g for g in t["gold"]}
     assert gold["gold/daily_sales"]["key"] == {"sale_date": t["silver"]["sale_date"]}
     assert gold["gold/daily_sales"]["version"] == 1  # its month was rebuilt by the late run
-    # The same sale by its id gives the same trace.
+    # The same sale by its id, or by the file's full path, gives the same trace.
     code, again, _ = cli("trace", "-w", str(seed_ws), t["sale_id"], "--json")
+    assert code == 0 and json.loads(again) == t
+    path = str(seed_ws / "data" / "landing" / "late_sales.csv")
+    code, again, _ = cli("trace", "-w", str(seed_ws), "--file", path, "--line", "3", "--json")
     assert code == 0 and json.loads(again) == t
 
 
