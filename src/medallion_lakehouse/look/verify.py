@@ -36,7 +36,7 @@ from medallion_lakehouse.silver.contract import (
     SILVER_QUARANTINE,
     SILVER_SALES,
 )
-from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
+from medallion_lakehouse.storage.delta import CommitInfo, WriteResult
 from medallion_lakehouse.storage.lake import Lake
 
 # Tables compared, with the column that splits them into comparable parts and the revenue column
@@ -145,9 +145,9 @@ class ScratchLake(Lake):
 
 
 def _copy(live: Lake, scratch: Lake, name: str, rows: pa.Table, commit: CommitInfo) -> None:
-    mode: WriteMode = "overwrite"
+    """Give the scratch lake its own copy of a small bookkeeping table (if the live one exists)."""
     if rows.num_rows or live.exists(name):
-        scratch.write_arrow(name, rows, commit=commit, mode=mode)
+        scratch.write_arrow(name, rows, commit=commit, mode="overwrite")
 
 
 def rebuild(
