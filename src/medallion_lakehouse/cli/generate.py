@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medallion_lakehouse.bronze.profile import ExploreResult, explore_file
 from medallion_lakehouse.cli.app import (
     JsonOpt,
     WorkspaceOpt,
@@ -29,7 +30,6 @@ from medallion_lakehouse.cli.app import (
     settings_from,
 )
 from medallion_lakehouse.generate import GenerateOptions, Manifest, generate
-from medallion_lakehouse.generate.explore import ExploreResult, explore_file
 from medallion_lakehouse.generate.options import FileFormat
 
 _DEFAULTS = GenerateOptions()

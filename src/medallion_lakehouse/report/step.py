@@ -281,15 +281,15 @@ def revenue_section(lake: Lake) -> Section:
         section.state, section.body = "empty", placeholder(["gold/daily_sales"])
         return section
     cards = [
-        ("revenue", plots._money(float(frame.revenue.sum())), f"{len(frame):,} days"),
+        ("revenue", plots.money(float(frame.revenue.sum())), f"{len(frame):,} days"),
         (
             "best day",
-            plots._money(float(frame.revenue.max())),
+            plots.money(float(frame.revenue.max())),
             str(frame.sale_date.iloc[int(frame.revenue.to_numpy().argmax())]),
         ),
     ]
     cards += [
-        (c, plots._money(float(frame[c].sum())), "total")
+        (c, plots.money(float(frame[c].sum())), "total")
         for c in ("pending", "cancelled", "returned")
         if c in frame
     ]

@@ -34,8 +34,9 @@ import pyarrow.compute as pc
 from medallion_lakehouse import intents
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.faults import checkpoint
-from medallion_lakehouse.meta import INGESTED_FILES, QUALITY
+from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
+from medallion_lakehouse.quality import outcomes as qo
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import (
@@ -134,35 +135,24 @@ def _batch_stats(lake: Lake, parsed: ir.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def _quality_rows(
-    run_id: str,
-    stats: list[dict[str, Any]],
-    failing: list[BatchShare],
-    whole: list[BatchShare],
-    now: datetime,
-) -> pa.Table:
-    """One row per rule; the batch-level ones count the rows of the batches they apply to."""
+def _rule_outcomes(
+    stats: list[dict[str, Any]], failing: list[BatchShare], whole: list[BatchShare]
+) -> list[qo.Outcome]:
+    """One outcome per rule; the batch-level ones count the rows of the batches they apply to."""
     checked = sum(s["rows"] for s in stats)
     batch_level = {QUARANTINE_SHARE_RULE: failing, BATCH_QUARANTINED_RULE: whole}
-    rows = []
+    outcomes = []
     for rule in RULES:
         if rule in ROW_RULES:
             failed = sum(s[f"failed__{rule.name}"] or 0 for s in stats)
         else:
             failed = sum(b.rows for b in batch_level[rule.name])
-        rows.append(
-            {
-                "run_id": run_id,
-                "table": SILVER_SALES.name,
-                "rule": rule.name,
-                "severity": rule.severity,
-                "rows_checked": checked,
-                "rows_failed": failed,
-                "checked_at": now,
-                "description": rule.description,
-            }
+        outcomes.append(
+            qo.Outcome(
+                SILVER_SALES.name, rule.name, rule.severity, checked, failed, rule.description
+            )
         )
-    return pa.Table.from_pylist(rows, schema=QUALITY.schema)
+    return outcomes
 
 
 def _gate_message(
@@ -294,7 +284,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     exempt = decided["accepted"] | decided["quarantined"]
     failing = gate([b for b in shares if b.batch_id not in exempt], threshold)
     whole = [b for b in shares if b.batch_id in decided["quarantined"]]
-    quality = _quality_rows(ctx.run_id, stats, failing, whole, now) if new_ids else None
+    quality = _rule_outcomes(stats, failing, whole) if new_ids else []
     if failing:
         # Hold these batches back; everything else goes on.
         fresh_holds = [
@@ -323,8 +313,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         stats = [st for st in stats if st["_batch_id"] not in held_ids]
         shares = [b for b in shares if b.batch_id not in held_ids]
         if not new_ids and not ranged:
-            assert quality is not None
-            lake.write_arrow(QUALITY.name, quality, commit=commit)
+            qo.write(lake, quality, commit, now)
             result.seconds = time.perf_counter() - started
             return result
         assert new_bronze is not None and new_parsed is not None
@@ -399,19 +388,20 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
             SILVER_QUARANTINE.name,
             engine.to_arrow(transform.quarantine(new_bronze, new_parsed, ctx.run_id)),
             commit=commit,
-            mode="overwrite" if full else "append",
-            replace=None if full else {"_batch_id": new_ids},
+            **SILVER_QUARANTINE.write_args(full=full, values=new_ids),
         )
         tables[SILVER_QUARANTINE.name] = q.version
         checkpoint("silver.after_quarantine")
     checkpoint("silver.before_commit")
     silver_version = lake.version(SILVER_SALES.name)
     written = 0
-    if full:
-        w = lake.write(SILVER_SALES.name, rebuild, commit=commit, mode="overwrite")
-        silver_version, written = w.version, w.rows
-    elif months:
-        w = lake.write(SILVER_SALES.name, rebuild, commit=commit, replace={"sale_month": months})
+    if full or months:
+        w = lake.write(
+            SILVER_SALES.name,
+            rebuild,
+            commit=commit,
+            **SILVER_SALES.write_args(full=full, values=months),
+        )
         silver_version, written = w.version, w.rows
     tables[SILVER_SALES.name] = silver_version
     changed = sorted(set(months) | set(months_before))
@@ -433,8 +423,18 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
             ),
             commit=commit,
         )
-    if quality is not None:
-        lake.write_arrow(QUALITY.name, quality, commit=commit)
+    if months or full:
+        # The contract's checks (unique sale_id, required columns) on the partitions just
+        # written: read back from the commit, so they see what readers will see.
+        written_months = lake.read(SILVER_SALES.name, version=silver_version)
+        if not full:
+            written_months = written_months.filter(written_months.sale_month.isin(months))
+        contract_checks = qo.evaluate(engine, SILVER_SALES, written_months)
+    else:
+        contract_checks = []
+    qo.write(lake, quality + contract_checks, commit, now)
+    # The rules' `fail` (the share gate) holds batches above; here only the contract's checks.
+    qo.raise_if_broken(contract_checks, SILVER_SALES.name, committed=True)
     checkpoint("silver.before_ledger")
     if new_ids or full:
         entries = [
@@ -458,7 +458,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         ]
         ledger_table = pa.Table.from_pylist(entries, schema=SILVER_BATCHES.schema)
         lake.write_arrow(
-            SILVER_BATCHES.name, ledger_table, commit=commit, mode="overwrite" if full else "append"
+            SILVER_BATCHES.name, ledger_table, commit=commit, **SILVER_BATCHES.write_args(full=full)
         )
     if full:
         closed = [_full_refresh_intent(i.intent_id, "done", ctx.run_id) for i in interrupted]
