@@ -541,3 +541,39 @@ def test_trace_reaches_the_customer_features(gen_ws: Path, tmp_path: Path) -> No
     assert features["key"]["customer_id"] == t["silver"]["customer_id"]
     assert features["key"]["as_of"] >= t["silver"]["sale_date"]
     assert features["version"] == version
+
+
+def test_plan_detects_rules_that_changed_since_the_last_silver_run(
+    seed_ws: Path, tmp_path: Path
+) -> None:
+    ws = copy_ws(seed_ws, tmp_path / "ws")
+    with lake_of(ws) as lake:
+        quality = lake.read_arrow("_meta/quality").to_pylist()
+        last = max(r["run_id"] for r in quality if r["table"] == "silver/sales")
+        then = [dict(r, run_id="29991231T000000Z-zzzzzz") for r in quality if r["run_id"] == last]
+        for r in then:  # as an older release recorded them
+            if r["rule"] == "customer_id_present":
+                r["severity"] = "warn"
+        silver = next(r for r in then if r["table"] == "silver/sales")
+        then.append(dict(silver, rule="retired_rule"))
+        then = [r for r in then if r["rule"] != "price_present"]
+        schema = lake.contract("_meta/quality").schema
+        lake.write_arrow(
+            "_meta/quality",
+            pa.Table.from_pylist(then, schema=schema),
+            commit=CommitInfo(run_id="test", step="test"),
+        )
+    replay = json.loads(cli("plan", "-w", str(ws), "--json")[1])["replay"]
+    assert replay["rules_changed"] and replay["computed"]
+    assert sorted(replay["changes"]) == [
+        "rule customer_id_present: severity warn -> drop",
+        "rule price_present is new",
+        "rule retired_rule was removed",
+    ]
+    assert (
+        replay["moves"] == [] and replay["revenue"] == []
+    )  # the rules themselves did not move rows
+    assert (
+        json.loads(cli("plan", "-w", str(ws), "--json", "--no-replay")[1])["replay"]["computed"]
+        is False
+    )

@@ -161,7 +161,7 @@ def pending_months(lake: Lake) -> dict[str, list[str]]:
     silver = lake.read(SILVER, version=silver_version)
     current = _fingerprint_rows(lake.engine.to_arrow(month_fingerprints(silver)))
     out: dict[str, list[str]] = {}
-    for gold in BUILDERS:
+    for gold in GOLD_TABLES:
         name = gold.contract.name
         previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
         consumed = state.get(name, {}).get("silver_version")

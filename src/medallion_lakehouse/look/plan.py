@@ -27,7 +27,7 @@ from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines import Engine
 from medallion_lakehouse.gold import step as gold_step
-from medallion_lakehouse.gold.contract import GOLD_TABLES
+from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import step as silver_step
@@ -283,7 +283,7 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
     silver_now = gold_step.pending_months(lake)
     result.gold_months = {
         table: sorted(set(months) | set(result.silver_months))
-        for table, months in (silver_now or {c.name: [] for c in GOLD_TABLES}).items()
+        for table, months in (silver_now or {t.contract.name: [] for t in GOLD_TABLES}).items()
     }
     result.replay = replay_plan(lake, force=replay)
     result.seconds = time.perf_counter() - started
@@ -315,7 +315,13 @@ def rule_changes(lake: Lake) -> list[str]:
     if not rows:
         return []
     last = max(r["run_id"] for r in rows)
-    then = {r["rule"]: (r["severity"], r["description"]) for r in rows if r["run_id"] == last}
+    # The contract's table checks (unique key, not null) are recorded too; they are not rules.
+    table_checks = {c.named(SILVER_SALES)[0] for c in SILVER_SALES.checks}
+    then = {
+        r["rule"]: (r["severity"], r["description"])
+        for r in rows
+        if r["run_id"] == last and r["rule"] not in table_checks
+    }
     now = {r.name: (r.severity, r.description) for r in RULES}
     changes = [f"rule {n} is new" for n in sorted(now.keys() - then.keys())]
     changes += [f"rule {n} was removed" for n in sorted(then.keys() - now.keys())]

@@ -21,7 +21,8 @@ import ibis.expr.types as ir
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES, SOURCE_COLUMNS
 from medallion_lakehouse.errors import MedallionError
-from medallion_lakehouse.gold.contract import DAILY_SALES, GOLD_TABLES
+from medallion_lakehouse.gold.tables import GOLD_TABLES
+from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.look import versions as dv
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import standardise as std
@@ -301,7 +302,8 @@ def feeds(table: str, sale: dict[str, Any]) -> bool:
 
 def _gold_rows(lake: Lake, sale: dict[str, Any]) -> list[GoldRow]:
     rows = []
-    for contract in GOLD_TABLES:
+    for gold in GOLD_TABLES:
+        contract = gold.contract
         if not feeds(contract.name, sale) or not lake.exists(contract.name):
             continue
         key = {c: sale[c] for c in contract.key}

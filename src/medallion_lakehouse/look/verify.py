@@ -25,7 +25,7 @@ from medallion_lakehouse.config import EngineName, Settings
 from medallion_lakehouse.contracts import TableContract
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.gold import step as gold_step
-from medallion_lakehouse.gold.contract import GOLD_TABLES
+from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.look.sql import register_views, view_name
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, new_run_id
@@ -44,7 +44,7 @@ from medallion_lakehouse.storage.lake import Lake
 COMPARED: tuple[tuple[TableContract, str, str | None], ...] = (
     (SILVER_SALES, "sale_month", "total"),
     (SILVER_QUARANTINE, "rule", None),
-    *((c, "sale_month", "revenue") for c in GOLD_TABLES),
+    *((t.contract, "sale_month", "revenue") for t in GOLD_TABLES),
 )
 # Columns that name the run that wrote a row, not its content.
 RUN_COLUMNS = frozenset({"run_id"})
