@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "report",
     "ops",
     "lock",
+    "look",  # sql, trace, plan, verify (issue 18)
 )
 
 for _name in _COMMAND_MODULES:

@@ -138,11 +138,24 @@ def quality_cmd(
     run: Annotated[
         str | None, typer.Option("--run", help="Run id (default: the latest run with results).")
     ] = None,
+    manifest: Annotated[
+        bool,
+        typer.Option(
+            "--manifest",
+            help="Score the rules against the generator's _manifest.json in the landing folder: "
+            "caught, missed and false alarms per defect kind.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show data-quality rule results of a run (one row per rule)."""
     with handle_errors():
         settings = settings_from(workspace)
+        if manifest:  # issue 18: cli/look.py renders it
+            from medallion_lakehouse.cli.look import show_manifest_score
+
+            show_manifest_score(settings, None, json_out)
+            return
         with Lake(settings) as lake:
             table = lake.read_arrow(QUALITY.name)
         if table.num_rows == 0:

@@ -151,6 +151,32 @@ def _logged_changes(lake: Lake, since_version: int | None) -> set[str] | None:
     }
 
 
+def pending_months(lake: Lake) -> dict[str, list[str]]:
+    """Per gold table, the months the next incremental gold run would rebuild from the live
+    silver/sales (read-only, for `medallion plan`; the same rules as `run` without a range)."""
+    silver_version = lake.version(SILVER)
+    if silver_version is None:
+        return {}
+    state = _watermark(lake)
+    silver = lake.read(SILVER, version=silver_version)
+    current = _fingerprint_rows(lake.engine.to_arrow(month_fingerprints(silver)))
+    out: dict[str, list[str]] = {}
+    for gold in GOLD_TABLES:
+        name = gold.contract.name
+        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
+        consumed = state.get(name, {}).get("silver_version")
+        known = set(current) | set(previous)
+        if not lake.exists(name):
+            months = known
+        elif consumed == silver_version:
+            months = set()
+        else:
+            logged = _logged_changes(lake, consumed) if consumed is not None else None
+            months = changed_months(current, previous) | ((logged or set()) & known)
+        out[name] = sorted(months)
+    return out
+
+
 def run(lake: Lake, ctx: StepContext) -> StepResult:
     """Bring every gold table up to date with silver/sales (see the module docstring)."""
     result = StepResult(step=STEP)

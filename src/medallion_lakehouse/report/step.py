@@ -32,6 +32,8 @@ from medallion_lakehouse.report.html import (
     render_page,
     table,
 )
+from medallion_lakehouse.report.manifest import TITLE as MANIFEST_TITLE
+from medallion_lakehouse.report.manifest import manifest_section
 from medallion_lakehouse.storage.lake import Lake
 
 REPORT_NAME = "report.html"
@@ -447,6 +449,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Lake], Section]], ...] = (
     ("funnel", "Bronze → silver → quarantine funnel", funnel_section),
     ("quarantine", "Quarantine reasons", quarantine_section),
     ("quality", "Data-quality rules over recent runs", quality_section),
+    ("manifest", MANIFEST_TITLE, manifest_section),  # issue 18: report/manifest.py
     ("revenue", "Daily revenue", revenue_section),
     ("products-stores", "Revenue by product and by store", products_stores_section),
     ("late", "Late-arriving data", late_section),
