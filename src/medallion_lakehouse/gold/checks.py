@@ -6,7 +6,13 @@ import ibis
 import ibis.expr.types as ir
 
 from medallion_lakehouse.gold.money import money_sum
-from medallion_lakehouse.quality.checks import Check, CheckInputs
+from medallion_lakehouse.quality.checks import (
+    Check,
+    CheckInputs,
+    non_negative,
+    not_null,
+    unique_key,
+)
 
 SILVER = "silver/sales"
 
@@ -34,3 +40,9 @@ def revenue_reconciles(revenue_column: str = "revenue") -> Check:
         f"sum({revenue_column}) per sale_date == sum(silver total) of completed sales that day",
         failing,
     )
+
+
+def standard_checks() -> tuple[Check, ...]:
+    """What every gold aggregate of silver promises: a unique, non-null key and required columns,
+    no negative amount or count, and revenue that reconciles with silver to the cent."""
+    return (unique_key(), not_null(), non_negative(), revenue_reconciles())

@@ -6,11 +6,10 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse.contracts import Column, TableContract
-from medallion_lakehouse.gold.checks import SILVER, revenue_reconciles
+from medallion_lakehouse.gold.checks import SILVER, standard_checks
 from medallion_lakehouse.gold.contract import MONEY, SALE_DATE, SALE_MONTH
 from medallion_lakehouse.gold.model import GoldTable
 from medallion_lakehouse.gold.money import average_cents, money_sum
-from medallion_lakehouse.quality.checks import non_negative, not_null, unique_key
 
 DAILY_SALES = TableContract(
     name="gold/daily_sales",
@@ -51,12 +50,7 @@ DAILY_SALES = TableContract(
         ),
         SALE_MONTH,
     ),
-    checks=(
-        unique_key(),
-        not_null(),
-        non_negative(),
-        revenue_reconciles(),
-    ),
+    checks=standard_checks(),
 )
 
 

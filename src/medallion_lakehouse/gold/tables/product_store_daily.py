@@ -6,11 +6,10 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse.contracts import Column, TableContract
-from medallion_lakehouse.gold.checks import SILVER, revenue_reconciles
+from medallion_lakehouse.gold.checks import SILVER, standard_checks
 from medallion_lakehouse.gold.contract import MONEY, SALE_DATE, SALE_MONTH
 from medallion_lakehouse.gold.model import GoldTable
 from medallion_lakehouse.gold.money import money_sum
-from medallion_lakehouse.quality.checks import non_negative, not_null, unique_key
 
 PRODUCT_STORE_DAILY = TableContract(
     name="gold/product_store_daily",
@@ -30,12 +29,7 @@ PRODUCT_STORE_DAILY = TableContract(
         Column("orders", pa.int64(), "Number of completed sales.", nullable=False),
         SALE_MONTH,
     ),
-    checks=(
-        unique_key(),
-        not_null(),
-        non_negative(),
-        revenue_reconciles(),
-    ),
+    checks=standard_checks(),
 )
 
 
