@@ -22,7 +22,7 @@ from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.generate import GenerateOptions, generate
 from medallion_lakehouse.pipeline.context import StepContext
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 
 def steps() -> list[tuple[str, object]]:

@@ -28,7 +28,7 @@ from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.contract import DAILY_SALES, PRODUCT_STORE_DAILY
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 CENT = Decimal("0.01")
 CATALOGUE = {p.lower(): p for p in ("Laptop", "Smartphone", "Tablet", "Monitor", "Headphones")}

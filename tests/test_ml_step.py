@@ -20,7 +20,7 @@ from medallion_lakehouse.ml.simulate import SimulationOptions, simulate_silver
 from medallion_lakehouse.ml.step import run
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 runner = CliRunner()
 

@@ -31,7 +31,7 @@ from medallion_lakehouse.pipeline.context import StepResult
 from medallion_lakehouse.pipeline.runner import RunReport
 from medallion_lakehouse.report import data, plots, step
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 from tests.conftest import seed_data_dir
 from tests.test_report import SECTION_IDS, T0, _default, put
 

@@ -23,7 +23,7 @@ from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.report import data, step
 from medallion_lakehouse.report.html import Section
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED = seed_data_dir()

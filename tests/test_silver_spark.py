@@ -20,7 +20,7 @@ from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 from tests.conftest import seed_data_dir
 
 pytestmark = [

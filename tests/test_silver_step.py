@@ -25,7 +25,7 @@ from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_ru
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED_DIR = seed_data_dir()

@@ -31,7 +31,7 @@ from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.storage.delta import CommitInfo, history, table_version, write_arrow
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 pyspark = pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se  # noqa: E402

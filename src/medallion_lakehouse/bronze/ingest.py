@@ -40,7 +40,7 @@ from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 HASH_CHUNK = 8 << 20
 STEP = "bronze"

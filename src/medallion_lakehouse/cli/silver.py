@@ -31,7 +31,7 @@ from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_ru
 from medallion_lakehouse.pipeline.steps import REGISTRY
 from medallion_lakehouse.silver import audit as audit_mod
 from medallion_lakehouse.silver import held
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 
 def _parse_day(value: str | None, flag: str) -> date | None:

@@ -33,7 +33,7 @@ from medallion_lakehouse.ml.model import (
 )
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 SILVER = "silver/sales"
 STEP = "ml"

@@ -28,7 +28,7 @@ from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_ru
 from medallion_lakehouse.pipeline.lock import lake_lock
 from medallion_lakehouse.pipeline.steps import STEP_ORDER, StepFn, resolve
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 ProgressFn = Callable[[str, float, float | None, str], None]  # step, completed, total, text
 StepEventFn = Callable[[str, StepResult | None], None]  # step started (None) / finished

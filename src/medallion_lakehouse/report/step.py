@@ -32,7 +32,7 @@ from medallion_lakehouse.report.html import (
     render_page,
     table,
 )
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 REPORT_NAME = "report.html"
 KEEP_COPIES = 30  # timestamped copies kept next to report.html (older ones are deleted)

@@ -53,7 +53,7 @@ from medallion_lakehouse.silver.rules import (
     BatchShare,
     gate,
 )
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"
