@@ -26,9 +26,9 @@ from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.contract import DAILY_SALES, PRODUCT_STORE_DAILY
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.lake import Lake
 
 CENT = Decimal("0.01")
 CATALOGUE = {p.lower(): p for p in ("Laptop", "Smartphone", "Tablet", "Monitor", "Headphones")}

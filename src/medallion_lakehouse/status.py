@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow.compute as pc
 
 from medallion_lakehouse.contracts import all_contracts
-from medallion_lakehouse.storage.delta import add_actions, commit_entry, open_table
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.storage.delta import add_actions, commit_entry, open_table
 
 
 @dataclass(frozen=True)

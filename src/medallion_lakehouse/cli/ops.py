@@ -27,10 +27,10 @@ from medallion_lakehouse.cli.app import (
 from medallion_lakehouse.cli.run import execute
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import all_contracts, get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.steps import STEP_ORDER
 from medallion_lakehouse.storage.delta import CommitInfo, add_actions, open_table
-from medallion_lakehouse.lake import Lake
 
 DEFAULT_RETENTION_HOURS = 168  # Delta's default: time travel keeps working for a week
 SMALL_FILE_BYTES = 16 << 20

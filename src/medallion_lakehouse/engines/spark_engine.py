@@ -275,7 +275,11 @@ class SparkEngine(Engine):
             if not any(replace.values()):
                 return WriteResult(version=before, rows=0, files=0)
             mode, where = "overwrite", partition_predicate(replace)
-        if mode == "append" and before is not None and (rows == 0 or (rows is None and df.isEmpty())):
+        if (
+            mode == "append"
+            and before is not None
+            and (rows == 0 or (rows is None and df.isEmpty()))
+        ):
             return WriteResult(version=before, rows=0, files=0)
         # Cast in Spark so the files carry exactly the contract's types.
         df = df.select(
@@ -320,7 +324,9 @@ class SparkEngine(Engine):
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
         if replace is not None and not any(replace.values()):
-            return WriteResult(version=delta.table_version(uri, self.storage_options), rows=0, files=0)
+            return WriteResult(
+                version=delta.table_version(uri, self.storage_options), rows=0, files=0
+            )
         if isinstance(data, pa.Table) and data.num_rows <= INLINE_ROWS:
             table = pa.Table.from_batches(list(conform(data.to_batches(), schema)), schema=schema)
             return self.write_dataframe(

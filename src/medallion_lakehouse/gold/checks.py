@@ -18,9 +18,9 @@ import pyarrow as pa
 
 from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.gold.money import money_sum
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.lake import Lake
 
 Severity = Literal["warn", "fail"]
 

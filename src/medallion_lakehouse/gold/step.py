@@ -45,8 +45,8 @@ from medallion_lakehouse.gold.contract import (
 )
 from medallion_lakehouse.gold.daily_sales import build_daily_sales
 from medallion_lakehouse.gold.product_store import build_product_store_daily
-from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.pipeline.context import StepContext, StepResult
 
 SILVER = "silver/sales"
 SILVER_CHANGES = "_meta/silver_changes"  # silver's change log (optional)

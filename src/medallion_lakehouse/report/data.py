@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 
 from medallion_lakehouse.errors import TableNotFoundError
-from medallion_lakehouse.status import TableStatus, table_status
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.status import TableStatus, table_status
 
 # Tables drawn in the lineage graph, by layer (left to right).
 LINEAGE: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -16,11 +16,11 @@ import ibis
 import ibis.expr.types as ir
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.step import EngineCache
-from medallion_lakehouse.lake import Lake
 
 
 @dataclass

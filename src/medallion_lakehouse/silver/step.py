@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from medallion_lakehouse import intents
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES, QUALITY
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.silver import held, transform
@@ -53,7 +54,6 @@ from medallion_lakehouse.silver.rules import (
     BatchShare,
     gate,
 )
-from medallion_lakehouse.lake import Lake
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"
