@@ -346,7 +346,7 @@ class SparkEngine(Engine):
                 if rows
                 else self.session.createDataFrame([], spark_schema(schema))
             )
-            return self.write_dataframe(
+            result = self.write_dataframe(
                 df,
                 uri,
                 schema=schema,
@@ -356,6 +356,14 @@ class SparkEngine(Engine):
                 replace=replace,
                 rows=rows,
             )
+        if result.rows != rows:
+            # Spark committed something other than what was spooled (a store that did not show
+            # the file): the data must not silently go missing.
+            raise RuntimeError(
+                f"Spark committed {result.rows} of the {rows} rows spooled for {uri} "
+                f"(version {result.version}); nothing else was written"
+            )
+        return result
 
     @contextlib.contextmanager
     def _spooled(
@@ -368,7 +376,11 @@ class SparkEngine(Engine):
         rows = 0
         try:
             fs.create_dir(path, recursive=True)
-            with pq.ParquetWriter(fs.open_output_stream(f"{path}/part-0.parquet"), schema) as out:
+            # The stream is closed explicitly: an object store only has the file after that.
+            with (
+                fs.open_output_stream(f"{path}/part-0.parquet") as sink,
+                pq.ParquetWriter(sink, schema) as out,
+            ):
                 for batch in conform(batches, schema):
                     if batch.num_rows:
                         out.write_batch(batch)
