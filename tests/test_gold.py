@@ -27,9 +27,9 @@ from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 CENT = Decimal("0.01")
 CATALOGUE = {p.lower(): p for p in ("Laptop", "Smartphone", "Tablet", "Monitor", "Headphones")}

@@ -18,9 +18,9 @@ from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.contracts import all_contracts
 from medallion_lakehouse.generate import MANIFEST_NAME, GenerateOptions, generate
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.look.sql import view_name
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED = seed_data_dir()

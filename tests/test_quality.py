@@ -20,11 +20,11 @@ from medallion_lakehouse import contracts
 from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold import tables as gold_tables_pkg
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml.contract import CHURN_SCORES
 from medallion_lakehouse.quality import outcomes as quality
 from medallion_lakehouse.report import data as report_data
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.storage.lake import Lake
 from tests.test_docs import GEN
 from tests.test_gold import put_silver, run_gold
 

@@ -27,11 +27,11 @@ from medallion_lakehouse.cli import run as cli_run
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.contracts import get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepResult
 from medallion_lakehouse.pipeline.runner import RunReport
 from medallion_lakehouse.report import data, plots, step
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 from tests.test_report import SECTION_IDS, T0, _default, put
 

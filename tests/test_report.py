@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.contracts import get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.report import data, step
 from medallion_lakehouse.report.html import Section
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED = seed_data_dir()

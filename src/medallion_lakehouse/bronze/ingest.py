@@ -38,9 +38,9 @@ from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 HASH_CHUNK = 8 << 20
 STEP = "bronze"

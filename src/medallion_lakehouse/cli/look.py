@@ -31,7 +31,7 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 if TYPE_CHECKING:  # the look modules are imported when their command runs
     from medallion_lakehouse.look.plan import Plan

@@ -23,8 +23,8 @@ from medallion_lakehouse.cli.app import (
     settings_from,
     write_step,
 )
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.storage.lake import Lake
 
 AsOfOpt = Annotated[
     str | None,

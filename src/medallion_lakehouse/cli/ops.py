@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import pyarrow as pa
 import typer
-from deltalake import CommitProperties
 from rich.table import Table
 
 from medallion_lakehouse.cli.app import (
@@ -29,10 +27,10 @@ from medallion_lakehouse.cli.app import (
 from medallion_lakehouse.cli.run import execute
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import all_contracts, get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.steps import STEP_ORDER
-from medallion_lakehouse.storage.delta import open_table
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.storage.delta import CommitInfo, add_actions, open_table
 
 DEFAULT_RETENTION_HOURS = 168  # Delta's default: time travel keeps working for a week
 SMALL_FILE_BYTES = 16 << 20
@@ -45,8 +43,7 @@ def optimize_table(
     table = open_table(settings.table_uri(name), storage_options=settings.storage_options)
     if table is None:
         return None
-    # get_add_actions returns an arro3 table; pyarrow reads it through the C stream interface.
-    actions = pa.table(table.get_add_actions(flatten=True))
+    actions = add_actions(table)
     sizes = [int(s) for s in actions.column("size_bytes").to_pylist()] if actions.num_rows else []
     hours = int(retention_hours)
     # Delta refuses a retention under the table's configured minimum unless told otherwise;
@@ -62,7 +59,7 @@ def optimize_table(
         "vacuum_files": None,
         "applied": apply,
     }
-    props = CommitProperties(custom_metadata={"run_id": run_id, "step": "optimize"})
+    props = CommitInfo(run_id=run_id, step="optimize").properties()
     if apply:
         metrics = table.optimize.compact(commit_properties=props)
         row["compacted"] = {

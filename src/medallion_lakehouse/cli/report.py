@@ -18,7 +18,7 @@ from medallion_lakehouse.cli.app import (
     handle_errors,
     settings_from,
 )
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 
 @app.command("report")

@@ -26,12 +26,12 @@ from medallion_lakehouse.cli.app import (
     write_step,
 )
 from medallion_lakehouse.errors import AuditError, ConfigError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.steps import REGISTRY
 from medallion_lakehouse.silver import audit as audit_mod
 from medallion_lakehouse.silver import held
-from medallion_lakehouse.storage.lake import Lake
 
 
 def _parse_day(value: str | None, flag: str) -> date | None:

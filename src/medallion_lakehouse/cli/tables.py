@@ -24,9 +24,9 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import TableNotFoundError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.attention import needs_attention
-from medallion_lakehouse.storage.inspect import lake_status
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.status import lake_status
 
 TableArg = Annotated[str, typer.Argument(help="Table name, e.g. bronze/sales or silver/sales.")]
 

@@ -20,10 +20,10 @@ import ibis.expr.types as ir
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.generate.manifest import MANIFEST_NAME, FileStats, Manifest
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver import transform
 from medallion_lakehouse.silver.rules import RULES
-from medallion_lakehouse.storage.lake import Lake
 
 _RULE = {r.name: r for r in RULES}
 

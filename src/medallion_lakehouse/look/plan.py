@@ -28,12 +28,12 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines import Engine
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.tables import GOLD_TABLES
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import step as silver_step
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.rules import ROW_RULES, RULES, BatchShare, gate
-from medallion_lakehouse.storage.lake import Lake
 
 FileAction = Literal["ingest", "skip", "defer", "fail"]
 PLANNED = "planned:"  # batch id prefix of a landing file not ingested yet

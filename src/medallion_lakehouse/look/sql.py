@@ -19,8 +19,8 @@ from deltalake import DeltaTable
 
 from medallion_lakehouse.contracts import TableContract, all_contracts
 from medallion_lakehouse.errors import MedallionError, TableNotFoundError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.storage.delta import open_table
-from medallion_lakehouse.storage.lake import Lake
 
 # Statements that only read. Anything else (INSERT, COPY, ATTACH, SET, CREATE...) is refused.
 READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})

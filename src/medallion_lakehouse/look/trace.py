@@ -23,11 +23,11 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES, SOURCE_COLUMNS
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.look import versions as dv
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.storage.lake import Lake
 
 Outcome = Literal["current", "superseded", "quarantined", "pending"]
 KEYS = ("_batch_id", "_source_line")

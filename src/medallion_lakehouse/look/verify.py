@@ -26,6 +26,7 @@ from medallion_lakehouse.contracts import TableContract
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.tables import GOLD_TABLES
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.look.sql import register_views, view_name
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, new_run_id
@@ -37,7 +38,6 @@ from medallion_lakehouse.silver.contract import (
     SILVER_SALES,
 )
 from medallion_lakehouse.storage.delta import CommitInfo, WriteResult
-from medallion_lakehouse.storage.lake import Lake
 
 # Tables compared, with the column that splits them into comparable parts and the revenue column
 # (None: no money in it). The quarantine has no month: it is compared per rule.

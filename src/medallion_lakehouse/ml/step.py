@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml import card as cards
 from medallion_lakehouse.ml.contract import CHURN_SCORES, CUSTOMER_FEATURES, MODEL_METRICS
 from medallion_lakehouse.ml.evaluate import InsufficientDataError, ModelEvaluation, plan_cutoffs
@@ -34,7 +35,6 @@ from medallion_lakehouse.ml.model import (
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.quality import outcomes as quality
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 SILVER = "silver/sales"
 STEP = "ml"

@@ -22,12 +22,12 @@ from medallion_lakehouse.contracts import TableContract, all_contracts
 from medallion_lakehouse.errors import TableNotFoundError
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES, QUALITY, RUNS
 from medallion_lakehouse.ml import card as cards
 from medallion_lakehouse.ml.contract import MODEL_METRICS
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.storage.inspect import TableStatus, table_status
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.status import TableStatus, table_status
 
 
 def lineage_columns(

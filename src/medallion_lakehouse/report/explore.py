@@ -12,9 +12,9 @@ from pathlib import Path
 
 from medallion_lakehouse.bronze.ingest import discover
 from medallion_lakehouse.bronze.profile import ExploreResult, explore_file
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.report import plots
 from medallion_lakehouse.report.html import figure, kpis, table
-from medallion_lakehouse.storage.lake import Lake
 
 
 def newest_landing_file(lake: Lake) -> Path | None:

@@ -9,9 +9,9 @@ from html import escape
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.generate.manifest import MANIFEST_NAME
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.look import manifest_score
 from medallion_lakehouse.report.html import Section, badge, placeholder, table
-from medallion_lakehouse.storage.lake import Lake
 
 TITLE = "Rules against known defects"
 

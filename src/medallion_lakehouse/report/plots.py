@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from medallion_lakehouse.report.data import ChurnCurves, lineage_columns, lineage_edges
-from medallion_lakehouse.storage.inspect import TableStatus
+from medallion_lakehouse.status import TableStatus
 
 # One palette for the whole report (colour-blind safe, Okabe-Ito based).
 INK = "#1f2933"

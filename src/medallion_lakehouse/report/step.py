@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import RUNS
 from medallion_lakehouse.pipeline.attention import needs_attention
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
@@ -34,7 +35,6 @@ from medallion_lakehouse.report.html import (
 )
 from medallion_lakehouse.report.manifest import TITLE as MANIFEST_TITLE
 from medallion_lakehouse.report.manifest import manifest_section
-from medallion_lakehouse.storage.lake import Lake
 
 REPORT_NAME = "report.html"
 KEEP_COPIES = 30  # timestamped copies kept next to report.html (older ones are deleted)

@@ -17,10 +17,10 @@ import ibis.expr.types as ir
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.cache import StepCache
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.storage.lake import Lake
 
 
 @dataclass

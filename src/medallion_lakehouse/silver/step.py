@@ -35,6 +35,7 @@ from medallion_lakehouse import intents
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.cache import StepCache
 from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.quality import outcomes as qo
@@ -56,7 +57,6 @@ from medallion_lakehouse.silver.rules import (
     gate,
 )
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"
