@@ -17,12 +17,12 @@ import pyarrow as pa
 import pytest
 
 from medallion_lakehouse import contracts
+from medallion_lakehouse import quality as quality
 from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold import tables as gold_tables_pkg
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml.contract import CHURN_SCORES
-from medallion_lakehouse.quality import outcomes as quality
 from medallion_lakehouse.report import data as report_data
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from tests.test_docs import GEN
@@ -40,7 +40,7 @@ from medallion_lakehouse.gold.checks import SILVER, revenue_reconciles
 from medallion_lakehouse.gold.contract import MONEY, SALE_DATE, SALE_MONTH
 from medallion_lakehouse.gold.model import GoldTable
 from medallion_lakehouse.gold.money import money_sum
-from medallion_lakehouse.quality.checks import not_null, row_check, unique_key
+from medallion_lakehouse.checks import not_null, row_check, unique_key
 
 CONTRACT = TableContract(
     name="gold/store_daily",

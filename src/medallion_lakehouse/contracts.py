@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from medallion_lakehouse.checks import Check, RowRule
 from medallion_lakehouse.errors import TableNotFoundError
-from medallion_lakehouse.quality.checks import Check, RowRule
 
 # How the pipeline writes a table: `append` adds rows; `replace_partitions` replaces the
 # partitions a run rebuilt (one predicate overwrite on the partition column); `replace_rows`
@@ -43,7 +43,7 @@ class TableContract:
     write_mode: TableWriteMode = "append"
     write_note: str = ""  # what decides the rows or partitions written, in words
     upstream: tuple[str, ...] = ()  # tables it is built from (the lineage graph's edges)
-    checks: tuple[Check, ...] = ()  # evaluated by the step that writes it (quality.outcomes)
+    checks: tuple[Check, ...] = ()  # run by the step that writes it (quality.py)
     rules: tuple[RowRule, ...] = ()  # applied to each incoming row on the way in
     notes: tuple[str, ...] = ()  # invariants proven elsewhere (e.g. by `medallion audit`)
     written_by: str = ""  # the pipeline step that writes it, when not its layer's (ml)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from medallion_lakehouse.checks import unique_key
 from medallion_lakehouse.contracts import Column, TableContract, register
-from medallion_lakehouse.quality.checks import unique_key
 
 # The source columns bronze knows by name. Anything else lands in `_rescued_data`.
 SOURCE_COLUMNS: tuple[str, ...] = (

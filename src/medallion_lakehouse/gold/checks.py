@@ -1,18 +1,18 @@
-"""Gold's own check: revenue reconciles with silver (the generic checks are in `quality.checks`)."""
+"""Gold's own check: revenue reconciles with silver (the generic kinds are in `checks.py`)."""
 
 from __future__ import annotations
 
 import ibis
 import ibis.expr.types as ir
 
-from medallion_lakehouse.gold.money import money_sum
-from medallion_lakehouse.quality.checks import (
+from medallion_lakehouse.checks import (
     Check,
     CheckInputs,
     non_negative,
     not_null,
     unique_key,
 )
+from medallion_lakehouse.gold.money import money_sum
 
 SILVER = "silver/sales"
 

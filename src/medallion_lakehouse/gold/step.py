@@ -34,13 +34,13 @@ from typing import Any
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from medallion_lakehouse import quality as quality
 from medallion_lakehouse.errors import TableNotFoundError
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.gold.contract import GOLD_WATERMARK
 from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.quality import outcomes as quality
 
 SILVER = "silver/sales"
 SILVER_CHANGES = "_meta/silver_changes"  # silver's change log (optional)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from medallion_lakehouse.checks import between, not_null, row_check, unique_key
 from medallion_lakehouse.contracts import Column, TableContract, register
-from medallion_lakehouse.quality.checks import between, not_null, row_check, unique_key
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(18, 2)

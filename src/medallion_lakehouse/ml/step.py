@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medallion_lakehouse import quality as quality
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml import card as cards
@@ -33,7 +34,6 @@ from medallion_lakehouse.ml.model import (
     train_and_evaluate,
 )
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.quality import outcomes as quality
 from medallion_lakehouse.storage.delta import CommitInfo
 
 SILVER = "silver/sales"

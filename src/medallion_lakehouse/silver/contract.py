@@ -9,8 +9,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from medallion_lakehouse.bronze.contract import LINEAGE_COLUMNS, SOURCE_COLUMNS
+from medallion_lakehouse.checks import not_null, unique_key
 from medallion_lakehouse.contracts import Column, TableContract, register
-from medallion_lakehouse.quality.checks import not_null, unique_key
 from medallion_lakehouse.silver.rules import RULES
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")

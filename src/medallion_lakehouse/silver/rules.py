@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import ibis
 import ibis.expr.types as ir
 
-from medallion_lakehouse.quality.checks import RowRule
+from medallion_lakehouse.checks import RowRule
 from medallion_lakehouse.silver import standardise as std
 
 QUARANTINE_SHARE_RULE = "quarantine_share"

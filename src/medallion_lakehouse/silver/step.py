@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_lakehouse import intents
+from medallion_lakehouse import quality as qo
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.cache import StepCache
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.quality import outcomes as qo
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import (

@@ -15,14 +15,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-if TYPE_CHECKING:  # the contract module imports this one
-    from medallion_lakehouse.contracts import TableContract
+
+class DeclaredColumn(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> pa.DataType: ...
+    @property
+    def nullable(self) -> bool: ...
+
+
+class TableContract(Protocol):
+    """What a check reads of the contract it is declared on (`contracts.TableContract`, which
+    imports this module, so it is named here by shape)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def key(self) -> tuple[str, ...]: ...
+    @property
+    def columns(self) -> tuple[DeclaredColumn, ...]: ...
+
 
 Severity = Literal["warn", "drop", "fail"]
 RowPredicate = Callable[[ir.Table], ir.BooleanValue]

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from medallion_lakehouse.checks import CheckInputs, Severity
 from medallion_lakehouse.contracts import TableContract
 from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
-from medallion_lakehouse.quality.checks import CheckInputs, Severity
 from medallion_lakehouse.storage.delta import CommitInfo
 
 
