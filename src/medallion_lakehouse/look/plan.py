@@ -30,6 +30,7 @@ from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
+from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import step as silver_step
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
@@ -228,13 +229,11 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
         str(i.payload.get("source_file", i.intent_id))
         for i in intents.unfinished(lake, bronze_ingest.STEP, bronze_ingest.INTENT_KIND)
     )
-    result.resumes_full_refresh = bool(
-        intents.unfinished(lake, silver_step.STEP, silver_step.FULL_REFRESH)
-    )
-
-    pending = silver_step.pending_batches(lake)
-    holds = held.current(lake)
-    decided = {b: h.state for b, h in holds.items() if h.state != "held"}
+    # Silver's own reading of what its next run processes (mode, pending batches, decisions).
+    silver_plan = silver_step.plan(lake, StepContext(run_id="plan"))
+    result.resumes_full_refresh = bool(silver_plan.interrupted)
+    pending = silver_plan.pending
+    decided = {b: state for state, ids in silver_plan.decided.items() for b in ids}
     bronze = lake.read(BRONZE_SALES.name)
     parts: list[ir.Table] = []
     if pending:

@@ -108,15 +108,6 @@ def _pending(lake: Lake, processed: set[str]) -> list[Batch]:
     return sorted((b for b in batches if b.batch_id not in processed), key=lambda b: b.order)
 
 
-def pending_batches(lake: Lake) -> list[Batch]:
-    """The batches the next incremental run reads, in batch order (read-only, for `medallion
-    plan`): not in the ledger, not dropped by an operator; held ones are checked again."""
-    ledger = lake.read_arrow(SILVER_BATCHES.name, columns=["batch_id"])
-    processed = set(ledger.column("batch_id").to_pylist())
-    dropped = {b for b, h in held.current(lake).items() if h.state == "dropped"}
-    return [b for b in _pending(lake, processed) if b.batch_id not in dropped]
-
-
 def _distinct(lake: Lake, column: ir.Column) -> list[Any]:
     table = lake.engine.to_arrow(column.as_table().distinct())
     return sorted(v for v in table.column(0).to_pylist() if v is not None)
