@@ -28,6 +28,7 @@ values without touching any fingerprint component (e.g. new silver code) needs `
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -151,41 +152,22 @@ def _logged_changes(lake: Lake, since_version: int | None) -> set[str] | None:
     }
 
 
-def pending_months(lake: Lake) -> dict[str, list[str]]:
-    """Per gold table, the months the next incremental gold run would rebuild from the live
-    silver/sales (read-only, for `medallion plan`; the same rules as `run` without a range)."""
+@dataclass(frozen=True)
+class GoldPlan:
+    """What a gold run will rebuild, read from silver and the watermark before any write."""
+
+    silver_version: int | None  # None: silver has not been written yet
+    up_to_date: bool  # every table consumed this silver version (and nothing forces a build)
+    current: dict[str, Fingerprint]  # silver's month fingerprints now (empty when up to date)
+    months: dict[str, set[str]]  # per gold table, the months to rebuild
+    full: dict[str, bool]  # per gold table, whether it is overwritten
+
+
+def plan(lake: Lake, ctx: StepContext) -> GoldPlan:
+    """The months each gold table would rebuild (reads only; `medallion plan` uses it too)."""
     silver_version = lake.version(SILVER)
     if silver_version is None:
-        return {}
-    state = _watermark(lake)
-    silver = lake.read(SILVER, version=silver_version)
-    current = _fingerprint_rows(lake.engine.to_arrow(month_fingerprints(silver)))
-    out: dict[str, list[str]] = {}
-    for gold in GOLD_TABLES:
-        name = gold.contract.name
-        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
-        consumed = state.get(name, {}).get("silver_version")
-        known = set(current) | set(previous)
-        if not lake.exists(name):
-            months = known
-        elif consumed == silver_version:
-            months = set()
-        else:
-            logged = _logged_changes(lake, consumed) if consumed is not None else None
-            months = changed_months(current, previous) | ((logged or set()) & known)
-        out[name] = sorted(months)
-    return out
-
-
-def run(lake: Lake, ctx: StepContext) -> StepResult:
-    """Bring every gold table up to date with silver/sales (see the module docstring)."""
-    result = StepResult(step=STEP)
-    silver_version = lake.version(SILVER)
-    if silver_version is None:
-        result.status = "skipped"
-        result.message = "silver/sales has not been written yet: run the silver step first"
-        return result
-
+        return GoldPlan(None, False, {}, {}, {})
     state = _watermark(lake)
     forced_range = ctx.date_from is not None or ctx.date_to is not None
     up_to_date = all(
@@ -194,15 +176,53 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
         for b in GOLD_TABLES
     )
     if up_to_date and not ctx.full_refresh and not forced_range:
+        return GoldPlan(silver_version, True, {}, {t.contract.name: set() for t in GOLD_TABLES}, {})
+    silver = lake.read(SILVER, version=silver_version)
+    current = _fingerprint_rows(lake.engine.to_arrow(month_fingerprints(silver)))
+    months: dict[str, set[str]] = {}
+    full: dict[str, bool] = {}
+    for gold in GOLD_TABLES:
+        name = gold.contract.name
+        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
+        consumed = state.get(name, {}).get("silver_version")
+        known = set(current) | set(previous)
+        full[name] = ctx.full_refresh or not lake.exists(name)
+        if full[name]:
+            months[name] = known
+            continue
+        logged = _logged_changes(lake, consumed) if consumed is not None else None
+        months[name] = (
+            changed_months(current, previous)
+            | range_months(known, ctx.date_from, ctx.date_to)
+            | ((logged or set()) & known)
+        )
+    return GoldPlan(silver_version, False, current, months, full)
+
+
+def pending_months(lake: Lake) -> dict[str, list[str]]:
+    """Per gold table, the months the next incremental gold run would rebuild (no range)."""
+    planned = plan(lake, StepContext(run_id="plan"))
+    return {name: sorted(months) for name, months in planned.months.items()}
+
+
+def run(lake: Lake, ctx: StepContext) -> StepResult:
+    """Bring every gold table up to date with silver/sales (see the module docstring)."""
+    result = StepResult(step=STEP)
+    ctx.report(0, len(GOLD_TABLES) + 1, "fingerprinting silver months")
+    planned = plan(lake, ctx)
+    silver_version = planned.silver_version
+    if silver_version is None:
+        result.status = "skipped"
+        result.message = "silver/sales has not been written yet: run the silver step first"
+        return result
+    if planned.up_to_date:
         result.message = f"gold is up to date with silver/sales v{silver_version}"
         result.metrics = {"silver_version": silver_version, "rebuilt_months": {}}
         return result
 
     engine = lake.engine
     silver = lake.read(SILVER, version=silver_version)
-    ctx.report(0, len(GOLD_TABLES) + 1, "fingerprinting silver months")
-    current = _fingerprint_rows(engine.to_arrow(month_fingerprints(silver)))
-
+    current = planned.current
     commit = ctx.commit(STEP)
     outcomes: list[quality.Outcome] = []
     new_state: dict[str, dict[str, Fingerprint]] = {}
@@ -210,19 +230,7 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     rows_in = 0
     for i, gold in enumerate(GOLD_TABLES, start=1):
         name = gold.contract.name
-        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
-        consumed = state.get(name, {}).get("silver_version")
-        full = ctx.full_refresh or not lake.exists(name)
-        if full:
-            months = set(current) | set(previous)
-        else:
-            known = set(current) | set(previous)
-            logged = _logged_changes(lake, consumed) if consumed is not None else None
-            months = (
-                changed_months(current, previous)
-                | range_months(known, ctx.date_from, ctx.date_to)
-                | ((logged or set()) & known)
-            )
+        months, full = planned.months[name], planned.full[name]
         new_state[name] = current
         if not months:
             continue
