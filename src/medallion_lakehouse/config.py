@@ -295,3 +295,21 @@ def load_settings(workspace: str | Path | None = None, **overrides: Any) -> Sett
         raise ConfigError(
             f"{env} is not valid JSON{cause}: set it to JSON, e.g. {env}={_json_example(field)}."
         ) from exc
+
+
+def require_landing(settings: Settings) -> Path:
+    """The local landing folder, or a ConfigError: a missing folder is not `no new files`."""
+    landing = settings.landing_path
+    if "://" in landing:
+        raise ConfigError(
+            f"landing_dir {landing} is an object-store URI: bronze reads local landing "
+            "folders only; copy the files to a local folder and set landing_dir to it."
+        )
+    path = Path(landing)
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise ConfigError(
+            f"landing folder {landing} {what}: create it and put files there (or run "
+            "`medallion generate`), or point --landing / landing_dir at the right folder."
+        )
+    return path
