@@ -19,18 +19,26 @@ from rich.progress import (
 from rich.table import Table
 
 from medallion_lakehouse.cli.app import (
+    OUTPUT,
     JsonOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
     err_console,
     handle_errors,
+    log,
+    say,
     settings_from,
+    show_table,
 )
+from medallion_lakehouse.config import Settings
+from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.generate import GenerateOptions, Manifest, generate
 from medallion_lakehouse.generate.explore import ExploreResult, explore_file
+from medallion_lakehouse.generate.manifest import MANIFEST_NAME
 from medallion_lakehouse.generate.options import FileFormat
+from medallion_lakehouse.meta import INGESTED_FILES
+from medallion_lakehouse.storage.lake import Lake
 
 _DEFAULTS = GenerateOptions()
 
@@ -125,10 +133,13 @@ def generate_command(
     Vectorised and seeded: the same --seed and options give byte-identical files; memory is
     bounded by --chunk-rows, not --rows. `_manifest.json` next to the files counts every
     injected defect (duplicates, late rows, corrections, invalid values, missing fields).
+    sale_ids derive from the seed: a lake that already ingested files of the same seed gets a
+    warning. Exit codes: 0 ok; 2 bad option, files already there (see --overwrite), or a
+    workspace that does not exist.
     """
     with handle_errors():
         if fmt not in ("csv", "jsonl", "parquet"):
-            raise typer.BadParameter("expected csv, jsonl or parquet", param_hint="--format")
+            raise ConfigError(f"--format {fmt!r}: choose csv, jsonl or parquet.")
         fmt_checked: FileFormat = fmt  # type: ignore[assignment]
         opts = GenerateOptions(
             rows=rows,
@@ -148,7 +159,24 @@ def generate_command(
             seed_compatible=seed_compatible,
             chunk_rows=chunk_rows,
         )
-        target = out if out is not None else Path(settings_from(workspace).landing_path)
+        target = out
+        if target is None:
+            settings = settings_from(workspace, require_workspace=False)
+            if not settings.workspace.is_dir():
+                raise ConfigError(
+                    f"workspace {settings.workspace} does not exist: create it with `medallion "
+                    f"init -w {settings.workspace}`, or pass --out."
+                )
+            target = Path(settings.landing_path)
+            reused = reused_seed(settings, seed) if not seed_compatible else None
+            if reused:
+                log(
+                    "warning",
+                    f"this lake already ingested {reused}, generated with seed {seed}: the same "
+                    "seed gives the same sale_ids, so these sales would replace the earlier ones "
+                    "in silver instead of adding to them. Pass another --seed, or use a new "
+                    "workspace (`medallion init -w DIR`).",
+                )
         began = time.perf_counter()
         with Progress(
             TextColumn("[bold]generate[/]"),
@@ -156,7 +184,7 @@ def generate_command(
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=err_console,
-            disable=not sys.stderr.isatty(),
+            disable=OUTPUT.plain or OUTPUT.quiet or not sys.stderr.isatty(),
             transient=True,
         ) as bar:
             task = bar.add_task("rows", total=_expected_lines(opts))
@@ -167,12 +195,40 @@ def generate_command(
         if json_out:  # the manifest, plus how long this run took (not stored in the file)
             emit_json({**manifest.to_dict(), "elapsed_seconds": round(seconds, 3)})
             return
-        console.print(manifest_table(manifest))
+        show_table(manifest_table(manifest))
         rate = manifest.rows / seconds if seconds > 0 else 0.0
-        console.print(
+        say(
             f"[green]wrote[/] {len(manifest.files)} file(s), {manifest.rows:,} rows to {target} "
             f"in {seconds:.1f} s ({rate:,.0f} rows/s); manifest: _manifest.json"
         )
+
+
+def reused_seed(settings: Settings, seed: int) -> str | None:
+    """A landing file generated with `seed` that the lake already ingested, if any.
+
+    The generator's manifests say which files a seed made; the ingest ledger says which of
+    them reached bronze.
+    """
+    landing = Path(settings.landing_path)
+    if not landing.is_dir() or not Path(settings.table_uri(INGESTED_FILES.name)).exists():
+        return None
+    with Lake(settings) as lake:
+        ingested = set(
+            lake.read_arrow(INGESTED_FILES.name, columns=["source_file"]).column(0).to_pylist()
+        )
+    for path in sorted(landing.rglob(MANIFEST_NAME)):
+        try:
+            manifest = Manifest.read(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours, or damaged: nothing to compare
+        if manifest.seed != seed or "sale_id" not in manifest.columns:
+            continue
+        folder = path.parent.relative_to(landing)
+        for f in manifest.files:
+            name = (folder / f.name).as_posix()
+            if name in ingested:
+                return name
+    return None
 
 
 def _as_date(value: datetime | None) -> date | None:
@@ -236,11 +292,15 @@ def explore_command(
     file: Annotated[Path, typer.Argument(help="A landing file (csv, jsonl or parquet).")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Quick EDA of a landing file: rows, nulls per column, store-id shapes, values, totals."""
+    """Quick EDA of a landing file: rows, nulls per column, store-id shapes, values, totals.
+
+    Reads the FILE only (no workspace). Exit codes: 0 ok; 2 a file that is missing or cannot
+    be read as csv, jsonl or parquet.
+    """
     with handle_errors():
         result = explore_file(file)
         if json_out:
             emit_json(result.to_dict())
             return
         for table in explore_tables(result):
-            console.print(table)
+            show_table(table)
