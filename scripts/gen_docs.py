@@ -152,9 +152,9 @@ def cli_markdown() -> str:
         "# Command-line reference\n\n",
         f"{_cell(root.help or '')}\n\n",
         "Every command but `explore` (which reads one FILE) takes `--workspace` (default: "
-        "`$MEDALLION_WORKSPACE` or the current folder); settings come from defaults, then `medallion.toml` in the workspace, then "
-        "`MEDALLION_*` environment variables, then flags. `medallion COMMAND --help` prints the "
-        "same text as this page.\n\n",
+        "`$MEDALLION_WORKSPACE` or the current folder); settings come from defaults, then "
+        "`medallion.toml` in the workspace, then `MEDALLION_*` environment variables, then "
+        "flags. `medallion COMMAND --help` prints the same text as this page.\n\n",
         "| command | what it does |\n|---|---|\n",
     ]
     for path, command in commands:

@@ -129,7 +129,7 @@ class MedallionGroup(TyperGroup):
     traceback only under --verbose) all print `error: ...`; Typer's boxes never appear.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, click.ClickException):

@@ -104,14 +104,17 @@ def init_workspace(settings: Settings) -> list[str]:
     """
     created = []
     ws = settings.workspace
-    if not ws.is_dir():
-        ws.mkdir(parents=True)
-        created.append(str(ws))
-    toml = ws / CONFIG_FILE_NAME
-    if not toml.exists():
-        toml.write_text(_TOML_TEMPLATE, encoding="utf-8")
-        created.append(str(toml))
-    if not _is_uri(settings.landing_path) and not Path(settings.landing_path).exists():
-        Path(settings.landing_path).mkdir(parents=True)
-        created.append(settings.landing_path)
+    try:
+        if not ws.is_dir():
+            ws.mkdir(parents=True)
+            created.append(str(ws))
+        toml = ws / CONFIG_FILE_NAME
+        if not toml.exists():
+            toml.write_text(_TOML_TEMPLATE, encoding="utf-8")
+            created.append(str(toml))
+        if not _is_uri(settings.landing_path) and not Path(settings.landing_path).exists():
+            Path(settings.landing_path).mkdir(parents=True)
+            created.append(settings.landing_path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the workspace {ws}: {exc.strerror or exc}.") from exc
     return created

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -79,7 +80,8 @@ class RunProgress:
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self._console = console
         self._enabled = enabled and not OUTPUT.quiet
-        self._lines = OUTPUT.plain
+        # Lines when that console is no terminal (a log, a pipe) or when asked for.
+        self._lines = OUTPUT.force_plain or OUTPUT.log_json or not console.is_terminal
         self._tasks: dict[str, TaskID] = {}
         self._last_text: dict[str, str] = {}
         self._started: dict[str, float] = {}
@@ -153,7 +155,10 @@ class RunProgress:
             task,
             total=1,
             completed=1 if done else 0,
-            description=Text(text, style="" if done else STATE_STYLE[result.status]),
+            # Messages come from data (file names, reasons): escaped, never read as markup.
+            description=escape(text)
+            if done
+            else f"[{STATE_STYLE[result.status]}]{escape(text)}[/]",
             state=result.status,
         )
         self._progress.stop_task(task)
@@ -168,4 +173,6 @@ class RunProgress:
                 self._line(name, "step_progress", text)
             return
         if name in self._tasks:
-            self._progress.update(self._tasks[name], completed=done, total=total, description=text)
+            self._progress.update(
+                self._tasks[name], completed=done, total=total, description=escape(text)
+            )
