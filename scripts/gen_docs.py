@@ -155,8 +155,12 @@ def cli_markdown() -> str:
         "`$MEDALLION_WORKSPACE` or the current folder); settings come from defaults, then "
         "`medallion.toml` in the workspace, then `MEDALLION_*` environment variables, then "
         "flags. `medallion COMMAND --help` prints the same text as this page.\n\n",
-        "| command | what it does |\n|---|---|\n",
     ]
+    globals_ = _params_md(root)
+    if globals_:
+        out.append("Global options go before the command (`medallion --quiet run`):\n\n")
+        out.append("\n".join(globals_) + "\n\n")
+    out.append("| command | what it does |\n|---|---|\n")
     for path, command in commands:
         summary = (command.help or "").strip().split("\n")[0]
         out.append(f"| [`{path}`](#{_anchor(path.replace(' ', '-'))}) | {_cell(summary)} |\n")

@@ -265,9 +265,7 @@ SparkConfOpt = Annotated[
     list[str] | None,
     typer.Option("--spark-conf", help="Extra Spark setting KEY=VALUE (repeatable)."),
 ]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON (a flag, takes no value).")
-]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 WaitOpt = Annotated[
     float | None,
     typer.Option(

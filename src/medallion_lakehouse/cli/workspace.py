@@ -25,7 +25,7 @@ from medallion_lakehouse.cli.app import (
     settings_from,
     show_table,
 )
-from medallion_lakehouse.cli.args import init_workspace, workspace_markers
+from medallion_lakehouse.cli.args import init_workspace
 from medallion_lakehouse.cli.run import RUN_EXIT_CODES, execute, report_path
 from medallion_lakehouse.config import Settings, setting_sources
 from medallion_lakehouse.pipeline.steps import STEP_ORDER
@@ -65,8 +65,11 @@ def config_cmd(
     spark_master: SparkMasterOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Every resolved setting, its value and where it came from (flag, environment variable,
-    medallion.toml line, or default). Credentials in storage_options are masked."""
+    """Every resolved setting, its value and where it came from.
+
+    The source is a flag, a MEDALLION_* environment variable, a medallion.toml line, or the
+    default. Credentials in storage_options are masked.
+    """
     with handle_errors():
         settings = settings_from(workspace, engine, spark_master)
         flags = {"workspace": workspace, "engine": engine, "spark_master": spark_master}
@@ -117,8 +120,9 @@ def demo_cmd(
         settings = settings_from(
             workspace, engine, spark_master, spark_conf, require_workspace=False
         )
-        if not workspace_markers(settings):
-            init_workspace(settings)
+        # demo makes its own sample: the folder may be new (no medallion.toml is written, so
+        # `make demo` leaves nothing but data/ in a checkout).
+        settings.workspace.mkdir(parents=True, exist_ok=True)
         landed = _land_sample(settings, rows)
         if not json_out:
             say(plain(landed))
