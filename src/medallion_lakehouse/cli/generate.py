@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +30,7 @@ from medallion_lakehouse.cli.app import (
     settings_from,
     show_table,
 )
+from medallion_lakehouse.cli.args import parse_day
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.generate import GenerateOptions, Manifest, generate
@@ -77,12 +77,11 @@ def generate_command(
     ] = None,
     stores: Annotated[int, typer.Option(help="Number of stores (1-999).")] = _DEFAULTS.stores,
     start: Annotated[
-        datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="First sale date (default: a year before end)."),
+        str | None,
+        typer.Option(help="First sale date, YYYY-MM-DD (default: a year before end)."),
     ] = None,
     end: Annotated[
-        datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Last sale date (default: yesterday)."),
+        str | None, typer.Option(help="Last sale date, YYYY-MM-DD (default: yesterday).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed + options = same bytes.")] = (
         _DEFAULTS.seed
@@ -145,8 +144,8 @@ def generate_command(
             rows=rows,
             customers=customers,
             stores=stores,
-            start=_as_date(start),
-            end=_as_date(end),
+            start=parse_day(start, "--start"),
+            end=parse_day(end, "--end"),
             seed=seed,
             format=fmt_checked,
             files=files,
@@ -229,10 +228,6 @@ def reused_seed(settings: Settings, seed: int) -> str | None:
             if name in ingested:
                 return name
     return None
-
-
-def _as_date(value: datetime | None) -> date | None:
-    return value.date() if value is not None else None
 
 
 def explore_tables(result: ExploreResult) -> list[Table]:
