@@ -77,7 +77,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("restore-unwritten-table", ["restore", "silver/sales", "-w", "{ws}", "--version", "0"], 2),
     ("demo-zero-rows", ["demo", "-w", "{ws}", "--rows", "0"], 2),
     ("generate-bad-format", ["generate", "-w", "{ws}", "--format", "xml"], 2),
-    ("generate-missing-workspace", ["generate", "-w", "{missing}", "--rows", "100"], 2),
+    ("generate-bad-rows", ["generate", "-w", "{ws}", "--rows", "0"], 2),
     ("explore-missing-file", ["explore", "{missing}"], 2),
     ("unlock-missing-workspace", ["unlock", "-w", "{missing}"], 2),
     ("runs-zero", ["runs", "-w", "{ws}", "-n", "0"], 2),

@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -82,7 +83,10 @@ def _cell_text(cell: object) -> str:
     if isinstance(cell, Text):
         text = cell.plain
     elif isinstance(cell, str):
-        text = Text.from_markup(cell, emoji=False).plain
+        try:
+            text = Text.from_markup(cell, emoji=False).plain
+        except MarkupError:  # a raw value that looks like markup: shown as it is
+            text = cell
     else:
         text = str(cell)
     return text.replace("\n", ", ")

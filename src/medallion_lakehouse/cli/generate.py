@@ -133,8 +133,7 @@ def generate_command(
     bounded by --chunk-rows, not --rows. `_manifest.json` next to the files counts every
     injected defect (duplicates, late rows, corrections, invalid values, missing fields).
     sale_ids derive from the seed: a lake that already ingested files of the same seed gets a
-    warning. Exit codes: 0 ok; 2 bad option, files already there (see --overwrite), or a
-    workspace that does not exist.
+    warning. Exit codes: 0 ok; 2 bad option or files already there (see --overwrite).
     """
     with handle_errors():
         if fmt not in ("csv", "jsonl", "parquet"):
@@ -160,12 +159,9 @@ def generate_command(
         )
         target = out
         if target is None:
+            # Writing landing files is what makes a workspace: generate may create one (and
+            # says where it wrote), unlike the commands that would only read an empty lake.
             settings = settings_from(workspace, require_workspace=False)
-            if not settings.workspace.is_dir():
-                raise ConfigError(
-                    f"workspace {settings.workspace} does not exist: create it with `medallion "
-                    f"init -w {settings.workspace}`, or pass --out."
-                )
             target = Path(settings.landing_path)
             reused = reused_seed(settings, seed) if not seed_compatible else None
             if reused:
