@@ -289,11 +289,10 @@ def test_show_sorts_by_key_selects_columns_and_writes_csv(seeded: Path) -> None:
 
 
 def test_show_at_80_columns_never_cuts_ids(seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from medallion_lakehouse.cli import app as app_module
-    from medallion_lakehouse.cli import tables
+    from medallion_lakehouse.cli import output, tables
 
     console = _terminal()
-    monkeypatch.setattr(app_module, "console", console)
+    monkeypatch.setattr(output, "console", console)
     monkeypatch.setattr(tables, "console", console)
     _, out, _ = cli("show", "silver/sales", "-w", str(seeded), "-n", "1", "--json")
     row = json.loads(out)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -311,7 +312,8 @@ def show_command(
         if json_out or fmt == "json":
             emit_json(data.to_pylist())
         elif fmt == "csv":
-            console.file.write(_csv(data))
+            sys.stdout.write(_csv(data))  # data, not Rich: stays parseable
+            sys.stdout.flush()
         else:
             shown = version if version is not None else current
             view = arrow_table_view(data, f"{table} @ version {shown}", tuple(contract.key))
