@@ -9,12 +9,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MEDALLION := $(VENV)/bin/medallion
 STAMP := $(VENV)/.installed
+# Delta Lake's Spark connector and hadoop-aws for --engine spark (jvm/pom.xml, from Maven Central).
+SPARK_JARS := build/spark-jars
 # Parallel workers for the test suite (pytest-xdist); 2 matches the CI machine's cores.
 TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint format bench docs clean setup-airflow setup-browser check-java
+.PHONY: help setup demo test test-fast lint format bench docs clean setup-airflow setup-browser check-java spark-jars
 
 help:  ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -33,13 +35,23 @@ demo: setup  ## generate a sample and run the whole pipeline on DuckDB (workspac
 check-java:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17 is needed for the Spark tests: apt-get install -y openjdk-17-jre-headless" >&2; exit 1; }
 
+$(SPARK_JARS)/.complete: jvm/pom.xml
+	@command -v mvn >/dev/null 2>&1 || { echo "Maven is needed to fetch the Spark jars: apt-get install -y maven" >&2; exit 1; }
+	rm -rf $(SPARK_JARS) $(SPARK_JARS).partial
+	mvn -q -B -f jvm/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(abspath $(SPARK_JARS)).partial
+	mv $(SPARK_JARS).partial $(SPARK_JARS)
+	@touch $@
+
+spark-jars: $(SPARK_JARS)/.complete  ## fetch delta-spark and hadoop-aws with Maven into build/spark-jars (for --engine spark)
+
 setup-airflow:  ## create .venv-airflow with Apache Airflow (for the DAG tests)
 	bash scripts/setup_airflow.sh
 
 setup-browser:  ## install headless Chromium (for the report browser test)
 	bash scripts/setup_browser.sh
 
-test: setup check-java setup-airflow setup-browser  ## set up and run every test (slow tiers included)
+test: setup check-java spark-jars setup-airflow setup-browser  ## set up and run every test (slow tiers included)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: setup  ## run the fast tier only (skips tests marked slow)
@@ -57,7 +69,7 @@ format: setup  ## apply ruff's fixes and formatting
 docs: setup  ## regenerate docs/contracts.md and docs/cli.md from the code
 	$(PY) scripts/gen_docs.py
 
-bench: setup  ## benchmarks: generator, bronze, silver, end to end (1M and 10M rows; takes a while)
+bench: setup spark-jars  ## benchmarks: generator, bronze, silver, end to end (1M and 10M rows; takes a while)
 	$(PY) bench/bench_generate.py
 	$(PY) bench/bench_bronze.py
 	$(PY) bench/bench_silver.py

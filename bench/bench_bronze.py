@@ -26,7 +26,7 @@ import duckdb
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.generate import GenerateOptions, generate
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 TARGET_RATIO = 0.75
 MB = 1_000_000

@@ -31,11 +31,11 @@ import pyarrow.parquet as pq
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.config import load_settings
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, new_run_id
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 CHUNK = 1_000_000
 START = date(2025, 1, 1)

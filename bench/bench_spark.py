@@ -21,8 +21,8 @@ from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.generate import GenerateOptions, generate
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
-from medallion_lakehouse.storage.lake import Lake
 
 
 def steps() -> list[tuple[str, object]]:

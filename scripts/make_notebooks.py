@@ -27,7 +27,7 @@ import pandas as pd
 from IPython.display import SVG, Markdown, display
 
 from medallion_lakehouse.config import load_settings
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 # The workspace: $MEDALLION_WORKSPACE, or ./workspace next to the notebooks (created by 01).
 WORKSPACE = Path(os.environ.get("MEDALLION_WORKSPACE", "workspace")).resolve()
@@ -85,7 +85,7 @@ def nb01() -> list[nbformat.NotebookNode]:
             "and the distribution of totals. It streams the file, so it also works on large ones."
         ),
         new_code_cell(
-            "from medallion_lakehouse.generate.explore import explore_file\n\n"
+            "from medallion_lakehouse.bronze.profile import explore_file\n\n"
             "profile = explore_file(files[-1])\n"
             'print(f"{profile.rows:,} rows, sale dates {profile.sale_date_min} .. '
             '{profile.sale_date_max}, {profile.unparseable_dates} unparseable")\n'
@@ -247,7 +247,7 @@ def nb04() -> list[nbformat.NotebookNode]:
         ),
         new_code_cell(SETUP),
         new_code_cell(
-            "from medallion_lakehouse.storage.inspect import lake_status\n\n"
+            "from medallion_lakehouse.status import lake_status\n\n"
             "pd.DataFrame([vars(s) for s in lake_status(lake)])[\n"
             '    ["name", "exists", "version", "rows", "files", "last_operation"]\n'
             "]"

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medallion_lakehouse.config import Settings, load_settings
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 REPO = Path(__file__).resolve().parents[1]
 

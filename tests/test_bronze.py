@@ -15,7 +15,7 @@ import pytest
 
 from medallion_lakehouse.bronze.contract import SOURCE_COLUMNS
 from medallion_lakehouse.bronze.ingest import ingest
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 from tests.conftest import land
 
 ORIGINAL_COLUMNS = ["sale_date", "store_id", "customer_id", "product", "quantity", "price",

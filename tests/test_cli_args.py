@@ -84,6 +84,10 @@ CASES: list[tuple[str, list[str], int]] = [
     ("runs-unknown-run", ["runs", "nope-run", "-w", "{ws}"], 2),
     ("config-bad-engine", ["config", "-w", "{ws}", "--engine", "pandas"], 2),
     ("init-under-a-file", ["init", "-w", "{file}/ws"], 2),
+    ("sql-bad-query", ["sql", "-w", "{ws}", "SELEC 1"], 2),
+    ("trace-bad-line", ["trace", "-w", "{ws}", "--file", "x.csv", "--line", "-1"], 2),
+    ("plan-missing-workspace", ["plan", "-w", "{missing}"], 2),
+    ("verify-missing-workspace", ["verify", "-w", "{missing}"], 2),
     ("global-bad-log-format", ["--log-format", "xml", "status"], 2),
     ("unknown-command", ["nope"], 2),
 ]

@@ -25,11 +25,11 @@ from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.cli.progress import RunProgress
 from medallion_lakehouse.cli.run import summary_table
 from medallion_lakehouse.config import Settings
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.pipeline.runner import RunReport, run_pipeline
 from medallion_lakehouse.pipeline.steps import REGISTRY
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import REPO, land
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from medallion_lakehouse.config import load_settings
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 pytestmark = pytest.mark.slow
 

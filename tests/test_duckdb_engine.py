@@ -7,12 +7,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction
 
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.engines import create_engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.errors import ConfigError
-from medallion_lakehouse.storage.delta import CommitInfo, StagedFile, commit_files, write_arrow
+from medallion_lakehouse.storage.delta import CommitInfo, write_arrow
 
 
 def _setting(engine: DuckDBEngine, name: str) -> str:
@@ -83,14 +85,17 @@ def test_partition_values_come_from_the_log_not_the_folder_names(tmp_path: Path)
     # Another writer's file in a folder that names no partition (as a foreign writer may).
     (tmp_path / "t" / "elsewhere").mkdir()
     pq.write_table(pa.table({"sale_id": ["b"]}), tmp_path / "t" / "elsewhere" / "b.parquet")
-    staged = StagedFile(
+    add = AddAction(
         path="elsewhere/b.parquet",
         size=(tmp_path / "t" / "elsewhere" / "b.parquet").stat().st_size,
-        rows=1,
         partition_values={"sale_month": "2025-02"},
-        modification_time_ms=0,
+        modification_time=0,
+        data_change=True,
+        stats='{"numRecords":1}',
     )
-    commit_files(uri, [staged], schema=SALES, commit=commit, partition_by=["sale_month"])
+    DeltaTable(uri).create_write_transaction(
+        [add], mode="append", schema=SALES, partition_by=["sale_month"]
+    )
     assert _read(engine, uri) == [("a", "2025-01"), ("b", "2025-02")]
 
 

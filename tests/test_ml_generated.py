@@ -18,9 +18,9 @@ import pytest
 from medallion_lakehouse.config import Settings, load_settings
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.generate import GenerateOptions, generate
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml.step import run
 from medallion_lakehouse.pipeline.context import StepContext
-from medallion_lakehouse.storage.lake import Lake
 from tests.test_ml_step import write_silver
 
 pytestmark = pytest.mark.slow

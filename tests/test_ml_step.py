@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import Settings, load_settings
 from medallion_lakehouse.contracts import get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml import card as cards
 from medallion_lakehouse.ml.contract import CHURN_SCORES, CUSTOMER_FEATURES, MODEL_METRICS
 from medallion_lakehouse.ml.simulate import SimulationOptions, simulate_silver
 from medallion_lakehouse.ml.step import run
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 runner = CliRunner()
 

@@ -31,10 +31,10 @@ import pytest
 from medallion_lakehouse.bronze import ingest as ingest_mod
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import load_settings
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.silver import step as silver_step
 from medallion_lakehouse.silver.audit import audit
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED = seed_data_dir()

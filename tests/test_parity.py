@@ -21,8 +21,8 @@ from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
-from medallion_lakehouse.storage.lake import Lake
 
 pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se

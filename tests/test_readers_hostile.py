@@ -34,7 +34,7 @@ from medallion_lakehouse.bronze.ingest import (
 )
 from medallion_lakehouse.bronze.readers import LONE_SURROGATE, ReaderOptions
 from medallion_lakehouse.config import load_settings
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 MIB = 1 << 20
 H = b"sale_id,quantity\n"

@@ -23,7 +23,7 @@ from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import SOURCE_COLUMNS
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.bronze.readers import ReaderOptions
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 PIECES = [
     b",", b",", b'"', b'"', b'""', b"\n", b"\n", b"\r", b"\r\n", b"a", b"1", b"Z9", b" ", b"\t",

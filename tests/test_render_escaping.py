@@ -27,11 +27,11 @@ from medallion_lakehouse.cli import run as cli_run
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.contracts import get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepResult
 from medallion_lakehouse.pipeline.runner import RunReport
 from medallion_lakehouse.report import data, plots, step
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 from tests.test_report import SECTION_IDS, T0, _default, put
 
@@ -222,16 +222,20 @@ def hostile_lake(tmp_path: Path) -> Iterator[Lake]:
                 "pr": {"precision": [0.3, 1.0], "recall": [1.0, 0.0]}}
             for v in EVIL
         }  # fmt: skip
-        model = Path(lake.settings.models_path) / "churn-$x^2$ <u>"
+        # The report shows only the model `latest` names, and a pointer must name a folder of
+        # the form churn-<run id>: hostile text reaches the curves through their labels.
+        model = Path(lake.settings.models_path) / "churn-hostile"
         model.mkdir(parents=True)
         (model / "curves.json").write_text(json.dumps(curves), encoding="utf-8")
+        (model / "model.joblib").write_bytes(b"not loaded by the report")
+        (model.parent / "latest").write_text("churn-hostile\n", encoding="utf-8")
         landing = Path(lake.settings.landing_path)
         landing.mkdir(parents=True, exist_ok=True)
         with (landing / "sales $x^2$ <i>.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["sale_date", "store_id", "product", "total", FRAC, SCRIPT])
+            writer.writerow(["sale_date", "store_id", "product", "total", "status", FRAC, SCRIPT])
             for v in EVIL:
-                writer.writerow(["2025-01-01", v, v, "1.00", "", ""])
+                writer.writerow(["2025-01-01", v, v, "1.00", "", "", ""])
         yield lake
 
 
@@ -257,7 +261,7 @@ def test_report_on_hostile_data_renders_every_section_and_shows_text_literally(
         assert f"<td>{html.escape(value)}</td>" in page, value[:20]
         assert f"<td>reason {html.escape(value)}</td>" in page, value[:20]
         assert f"<td>checks {html.escape(value)}</td>" in page, value[:20]
-    assert html.escape("churn-$x^2$ <u>") in page  # the model folder's name
+    assert "churn-hostile" in page  # the model folder (a hostile name cannot be `latest`)
     # Plots draw data labels exactly as typed (an SVG <text> per label).
     assert f">{FRAC}<" in page and f">{SQUARE}<" in page
 

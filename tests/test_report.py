@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.contracts import get_contract
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.report import data, step
 from medallion_lakehouse.report.html import Section
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED = seed_data_dir()
@@ -284,10 +284,14 @@ def test_churn_curves_follow_the_latest_pointer(lake: Lake) -> None:
         doc = json.loads(json.dumps(ML_CURVES))
         doc["random_forest"]["roc_auc"] = auc
         (models / version / "curves.json").write_text(json.dumps(doc))
+        (models / version / "model.joblib").write_bytes(b"not loaded by the report")
     (models / "latest").write_text("churn-a\n")
     curves = data.churn_curves(lake)
     assert curves is not None
     assert curves.source == "churn-a" and curves.roc[0].area == 0.6
+    # A folder `latest` does not name (e.g. left by an interrupted training) is never shown.
+    (models / "latest").unlink()
+    assert data.churn_curves(lake) is None
 
 
 # -- the page -----------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.report.step import SECTIONS, write_report
-from medallion_lakehouse.storage.lake import Lake
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import QualityGateError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.pipeline.runner import run_pipeline
 from medallion_lakehouse.pipeline.steps import REGISTRY, parse_steps
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import land
 from tests.test_gold import assert_matches_reference, reference_silver
 

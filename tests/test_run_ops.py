@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import Settings
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.storage.delta import CommitInfo, open_table
-from medallion_lakehouse.storage.lake import Lake
 from tests.test_lock import _holder
 
 QUALITY = "_meta/quality"

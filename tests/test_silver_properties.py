@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import load_settings
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, new_run_id
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
-from medallion_lakehouse.storage.lake import Lake
 
 pytestmark = pytest.mark.slow
 

@@ -15,12 +15,12 @@ from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.engines import Engine, create_engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, new_run_id
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 
 pytestmark = [

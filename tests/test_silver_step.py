@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.config import load_settings
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.silver import step
 from medallion_lakehouse.silver.audit import audit
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from tests.conftest import seed_data_dir
 
 SEED_DIR = seed_data_dir()

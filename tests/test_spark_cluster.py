@@ -21,8 +21,8 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.storage.delta import CommitInfo, history
-from medallion_lakehouse.storage.lake import Lake
 
 pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se

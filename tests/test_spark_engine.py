@@ -1,8 +1,8 @@
 """The Spark engine: Delta round trips with every other reader, commits, errors, bronze on Spark.
 
-Spark writes Parquet and delta-rs commits it (DESIGN.md section 2), so the oracle for every
-Spark write is the rest of the ecosystem: DuckDB, delta-rs itself and Polars must read exactly
-what was written, and the Delta log must hold the adds and removes in one commit.
+Spark reads and commits through Delta Spark (delta-spark), so the oracle for every Spark write is
+the rest of the ecosystem: DuckDB, delta-rs itself and Polars must read exactly what was written,
+and the Delta log must hold the adds and removes in one commit with our metadata.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.storage.delta import CommitInfo, history, table_version, write_arrow
-from medallion_lakehouse.storage.lake import Lake
 
 pyspark = pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se  # noqa: E402
+from medallion_lakehouse.engines import spark_session as ss  # noqa: E402
 
 needs_java = pytest.mark.skipif(
     shutil.which("java") is None and not os.environ.get("JAVA_HOME"), reason="no Java"
@@ -115,8 +116,9 @@ def log_actions(uri: str, version: int) -> dict[str, list[dict[str, Any]]]:
 
 
 def staging_leftovers(uri: str) -> list[Path]:
-    staging = Path(uri) / se.STAGING_DIR
-    return sorted(staging.rglob("*")) if staging.exists() else []
+    """Files left in the table's spool folder (large Arrow data waiting for Spark)."""
+    spool = Path(uri) / se.SPOOL_DIR
+    return sorted(spool.rglob("*")) if spool.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -157,52 +159,65 @@ def spark_write(
     ids=["local-star", "local-2", "yarn", "one", "ha-pair", "default-port"],
 )
 def test_master_endpoints(master: str, endpoints: list[tuple[str, int]]) -> None:
-    assert se.master_endpoints(master) == endpoints
+    assert ss.master_endpoints(master) == endpoints
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (7, 7),
-        ("NW-001", "NW-001"),
-        (True, True),
-        (float("nan"), None),
-        (Decimal("12345678.99"), 12345678.99),
-        (Decimal("12345678901234567.89"), None),  # not exact as a JSON double
-        (date(2025, 1, 31), "2025-01-31"),
-        (datetime(2025, 1, 1, 1, 1, 1, 123999, tzinfo=UTC), "2025-01-01T01:01:01.123Z"),
-    ],
-    ids=["int", "str", "bool", "nan", "decimal", "wide-decimal", "date", "timestamp-ms"],
-)
-def test_stat_value(value: object, expected: object) -> None:
-    assert se._stat_value(value) == expected
+def test_jar_versions_match_the_pom_pyspark_and_delta_spark() -> None:
+    """jvm/pom.xml, the session's Maven coordinates, the delta-spark package and the Hadoop that
+    pyspark bundles name the same releases."""
+    import re
+    from importlib.metadata import version
+
+    pom = (Path(__file__).resolve().parents[1] / "jvm" / "pom.xml").read_text()
+    assert re.search(r"<delta.version>([^<]+)<", pom)[1] == ss.DELTA_VERSION  # type: ignore[index]
+    assert re.search(r"<hadoop.version>([^<]+)<", pom)[1] == ss.HADOOP_VERSION  # type: ignore[index]
+    assert version("delta-spark") == ss.DELTA_VERSION
+    # Delta 4.0.x is built for Spark 4.0.x.
+    assert version("pyspark").split(".")[:2] == ss.DELTA_VERSION.split(".")[:2]
+    bundled = Path(pyspark.__file__).parent / "jars"
+    assert (bundled / f"hadoop-client-api-{ss.HADOOP_VERSION}.jar").is_file()
 
 
-@pytest.mark.parametrize(
-    ("folder", "values"),
-    [
-        ("sale_month=2025-01", {"sale_month": "2025-01"}),
-        ("sale_month=a b%3Ac%25", {"sale_month": "a b:c%"}),
-        ("sale_month=__HIVE_DEFAULT_PARTITION__", {"sale_month": None}),
-    ],
-    ids=["plain", "escaped", "null"],
-)
-def test_partition_values_from_spark_folders(folder: str, values: dict[str, str | None]) -> None:
-    assert se._partition_values(folder, ["sale_month"]) == values
+def test_jars_come_from_the_folder_or_from_maven(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / f"delta-spark_2.13-{ss.DELTA_VERSION}.jar").write_bytes(b"")
+    (tmp_path / "hadoop-aws.jar").write_bytes(b"")
+    monkeypatch.setenv(ss.JARS_ENV, str(tmp_path))
+    local = ss.jar_conf("local[2]")
+    assert local["spark.driver.extraClassPath"] == local["spark.executor.extraClassPath"]
+    assert str(tmp_path / "hadoop-aws.jar") in local["spark.driver.extraClassPath"]
+    # A cluster elsewhere cannot see this machine's folder: Spark resolves the packages.
+    remote = ss.jar_conf("spark://10.1.2.3:7077")
+    assert remote == {"spark.jars.packages": ",".join(ss.PACKAGES)}
+    monkeypatch.setenv(ss.JARS_ENV, str(tmp_path / "missing"))
+    with pytest.raises(Exception, match="make spark-jars"):
+        ss.jar_conf("local[2]")
 
 
-def test_stats_from_footer_match_the_data(tmp_path: Path) -> None:
-    data = sample(40).drop_columns(["sale_month"])
-    path = tmp_path / "f.parquet"
-    pq.write_table(data, path, row_group_size=7)  # several row groups to merge
-    stats = se.file_stats(pq.read_metadata(path))
-    assert stats["numRecords"] == 40
-    for name in ("quantity", "small", "sale_id", "sale_date"):
-        column = data.column(name)
-        assert stats["nullCount"][name] == column.null_count, name
-        low = se._stat_value(pc.min(column).as_py())
-        high = se._stat_value(pc.max(column).as_py())
-        assert (stats["minValues"][name], stats["maxValues"][name]) == (low, high), name
+def test_s3_storage_options_become_s3a_settings() -> None:
+    conf = ss.s3a_conf(
+        {
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_ACCESS_KEY_ID": "key",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_REGION": "eu-west-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
+    )
+    assert conf == {
+        "spark.hadoop.fs.s3a.access.key": "key",
+        "spark.hadoop.fs.s3a.secret.key": "secret",
+        "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1",
+        "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": (
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        ),
+    }
+    assert ss.s3a_conf({}) == {}
+    assert se.spark_path("s3://bucket/lake/t") == "s3a://bucket/lake/t"
 
 
 # -- clear errors (subprocesses: the shared session must not be touched) ---------------------
@@ -348,7 +363,7 @@ def test_partition_values_survive_both_ways(
 
 @spark_test
 def test_stats_agree_with_delta_rs(spark: se.SparkEngine, tmp_path: Path) -> None:
-    """Our footer-derived stats must say what delta-rs says about the same rows."""
+    """Delta Spark's file statistics must say what delta-rs says about the same rows."""
     data = sample(50)
     ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
     spark_write(spark, data, ours, partition_by=[])
@@ -434,7 +449,7 @@ def test_appends_and_time_travel(spark: se.SparkEngine, tmp_path: Path) -> None:
     assert spark.count(spark.read_delta(uri, schema=SCHEMA)) == 20 + 3
 
 
-# Zero rows never makes a broken or pointless commit; see storage.delta.commit_files.
+# Zero rows never makes a broken or pointless commit; see SparkEngine.write_dataframe.
 @pytest.mark.parametrize(
     ("setup_rows", "kwargs", "new_version", "rows_after"),
     [
@@ -470,17 +485,17 @@ def test_zero_rows(
 
 
 @spark_test
-def test_stale_staging_and_orphan_files_are_invisible(
+def test_stale_spool_and_orphan_files_are_invisible(
     spark: se.SparkEngine, duck: DuckDBEngine, tmp_path: Path
 ) -> None:
-    """A crash leaves staged or moved-but-uncommitted files: no reader may see them."""
+    """A crash leaves spooled input or written-but-uncommitted files: no reader may see them."""
     uri = str(tmp_path / "t")
     data = sample(12)
     spark_write(spark, data, uri)
     junk = sample(5)
-    stale = Path(uri) / se.STAGING_DIR / "crashed" / "sale_month=2025-01"
+    stale = Path(uri) / se.SPOOL_DIR / "crashed"
     stale.mkdir(parents=True)
-    pq.write_table(junk.drop_columns(["sale_month"]), stale / "part-0.parquet")
+    pq.write_table(junk, stale / "part-0.parquet")
     orphan = Path(uri) / "sale_month=2025-01" / "orphan-part-0.parquet"
     pq.write_table(junk.drop_columns(["sale_month"]), orphan)
 
@@ -488,7 +503,62 @@ def test_stale_staging_and_orphan_files_are_invisible(
         assert table.equals(canon(data)), reader
     spark_write(spark, sample(4, months=("2025-09",)), uri)  # a later write works and ignores it
     assert spark.count(spark.read_delta(uri, schema=SCHEMA)) == 16
-    assert (stale / "part-0.parquet").exists()  # only a run's own staging folder is cleaned
+    assert (stale / "part-0.parquet").exists()  # only a write's own spool folder is cleaned
+
+
+@pytest.mark.parametrize("rows", [10, se.INLINE_ROWS + 1], ids=["inline", "spooled"])
+@spark_test
+def test_arrow_from_the_driver_commits_through_delta_spark(
+    spark: se.SparkEngine, duck: DuckDBEngine, tmp_path: Path, rows: int
+) -> None:
+    """Small Arrow tables go to Spark in memory, streams and large tables through the spool;
+    either way one Delta Spark commit, and the spool is gone afterwards."""
+    uri = str(tmp_path / "t")
+    small = sample(12)
+    data = pa.concat_tables([small] * (rows // small.num_rows + 1)).slice(0, rows)
+    ids = pa.array([f"{i:07d}" for i in range(rows)])
+    data = data.set_column(0, "sale_id", ids)
+    result = spark.write_arrow(
+        data.to_reader() if rows > se.INLINE_ROWS else data,
+        uri,
+        schema=SCHEMA,
+        commit=commit("bronze"),
+        partition_by=["sale_month"],
+    )
+    assert (result.version, result.rows) == (0, rows)
+    assert staging_leftovers(uri) == []
+    assert log_actions(uri, 0)["commitInfo"][0]["engineInfo"].startswith("Apache-Spark")
+    back = canon(duck.to_arrow(duck.read_delta(uri, schema=SCHEMA)))
+    assert back.equals(canon(data))
+    # Appending nothing commits nothing, streamed or not.
+    empty = spark.write_arrow(
+        iter([]), uri, schema=SCHEMA, commit=commit(), partition_by=["sale_month"]
+    )
+    assert (empty.version, empty.rows) == (0, 0)
+
+
+@spark_test
+def test_deletes_and_history_through_delta_spark(spark: se.SparkEngine, tmp_path: Path) -> None:
+    """History reads alike for commits of both implementations: run and step on each."""
+    uri = str(tmp_path / "t")
+    write_arrow(
+        uri, sample(20), schema=SCHEMA, commit=commit("by-delta-rs"), partition_by=["sale_month"]
+    )
+    spark_write(spark, sample(5, tag="s-"), uri, commit=CommitInfo("run-s", "by-spark", {"k": "v"}))
+    deleted = spark.delete_where(uri, "sale_month = '2025-02'", commit=commit("delete"))
+    expected = sum(1 for m in sample(20).column("sale_month").to_pylist() if m == "2025-02")
+    expected += sum(1 for m in sample(5).column("sale_month").to_pylist() if m == "2025-02")
+    assert deleted == expected
+    for commits in (spark.history(uri), history(uri)):
+        assert [c["version"] for c in commits] == [2, 1, 0]
+        assert [c["step"] for c in commits] == ["delete", "by-spark", "by-delta-rs"]
+        assert [c["operation"] for c in commits] == ["DELETE", "WRITE", "WRITE"]
+        assert commits[1]["k"] == "v"
+        assert commits[0]["operationMetrics"]["num_deleted_rows"] == expected
+        assert isinstance(commits[0]["timestamp"], int)
+    assert spark.history(uri, limit=1)[0]["version"] == 2
+    assert spark.history(str(tmp_path / "none")) == []
+    assert spark.delete_where(str(tmp_path / "none"), "true", commit=commit()) == 0
 
 
 @spark_test

@@ -34,6 +34,7 @@ ENV_PREFIX = "MEDALLION_"
 OTHER_ENV_VARS: frozenset[str] = frozenset(
     {
         "MEDALLION_FAULT",  # faults.py: crash-test fault points
+        "MEDALLION_SPARK_JARS",  # engines/spark_session.py: a folder of the Delta and S3 jars
         "MEDALLION_REQUIRE_ALL",  # .ci/run, tests/conftest.py: a skipped test fails in CI
         "MEDALLION_SEED_DATA",  # tests/conftest.py: the seed data folder
         "MEDALLION_CHROMIUM",  # scripts/setup_browser.sh, browser tests

@@ -19,9 +19,9 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INTENTS
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 State = Literal["started", "done", "abandoned"]
 _RANK: dict[str, int] = {"started": 0, "abandoned": 1, "done": 2}

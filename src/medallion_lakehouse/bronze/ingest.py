@@ -38,9 +38,9 @@ from medallion_lakehouse.bronze import readers
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.faults import checkpoint
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 HASH_CHUNK = 8 << 20
 STEP = "bronze"
@@ -257,6 +257,13 @@ def _lineage(batches: Iterable[pa.RecordBatch], lineage: Lineage) -> Iterator[pa
             _ingest_date=_repeat(ingest_date, n),
         )
         yield pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def bronze_rows(parsed: pa.Table, lineage: Lineage) -> pa.Table:
+    """A parsed landing file as the bronze rows an ingest would commit (read-only, for `plan`)."""
+    return pa.Table.from_batches(
+        list(_lineage(parsed.to_batches(), lineage)), schema=BRONZE_SALES.schema
+    )
 
 
 def _repeat(value: str, n: int) -> pa.Array:

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medallion_lakehouse.bronze.profile import ExploreResult, explore_file
 from medallion_lakehouse.cli.app import (
     OUTPUT,
     JsonOpt,
@@ -34,11 +35,10 @@ from medallion_lakehouse.cli.args import parse_day
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.generate import GenerateOptions, Manifest, generate
-from medallion_lakehouse.generate.explore import ExploreResult, explore_file
 from medallion_lakehouse.generate.manifest import MANIFEST_NAME
 from medallion_lakehouse.generate.options import FileFormat
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
-from medallion_lakehouse.storage.lake import Lake
 
 _DEFAULTS = GenerateOptions()
 

@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "workspace",
     "runs",
     "lock",
+    "look",  # sql, trace, plan, verify (issue 18)
 )
 
 for _name in _COMMAND_MODULES:

@@ -24,8 +24,8 @@ from medallion_lakehouse.cli.app import (
     write_step,
 )
 from medallion_lakehouse.cli.args import parse_day
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.storage.lake import Lake
 
 AsOfOpt = Annotated[
     str | None,

@@ -23,9 +23,9 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.contracts import all_contracts, get_contract
 from medallion_lakehouse.errors import ConfigError, TableNotFoundError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 from medallion_lakehouse.storage.maintenance import (
     DEFAULT_RETENTION_HOURS,
     missing_files,

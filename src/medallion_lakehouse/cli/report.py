@@ -20,7 +20,7 @@ from medallion_lakehouse.cli.app import (
     settings_from,
     show_table,
 )
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
 
 
 @app.command("report")

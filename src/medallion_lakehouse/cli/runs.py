@@ -22,8 +22,8 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.cli.progress import STATE_STYLE
 from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import RUNS
-from medallion_lakehouse.storage.lake import Lake
 
 # The worst state of its steps is a run's state.
 _RANK = {"ok": 0, "skipped": 1, "interrupted": 2, "failed": 3}

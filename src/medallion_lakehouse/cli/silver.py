@@ -30,12 +30,12 @@ from medallion_lakehouse.cli.app import (
 from medallion_lakehouse.cli.args import check_range, parse_day
 from medallion_lakehouse.cli.run import FromOpt, ToOpt
 from medallion_lakehouse.errors import AuditError, ConfigError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.steps import REGISTRY
 from medallion_lakehouse.silver import audit as audit_mod
 from medallion_lakehouse.silver import held
-from medallion_lakehouse.storage.lake import Lake
 
 
 @app.command("silver")
@@ -164,6 +164,14 @@ def quality_cmd(
             "(for schedules; default: always exit 0 when results exist).",
         ),
     ] = None,
+    manifest: Annotated[
+        bool,
+        typer.Option(
+            "--manifest",
+            help="Score the rules against the generator's _manifest.json in the landing folder: "
+            "caught, missed and false alarms per defect kind.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show data-quality rule results of a run (one row per rule, with pass or its severity).
@@ -175,6 +183,11 @@ def quality_cmd(
         if fail_on is not None and fail_on not in SEVERITY_RANK:
             raise ConfigError(f"--fail-on {fail_on!r}: choose warn, drop or fail.")
         settings = settings_from(workspace)
+        if manifest:  # issue 18: cli/look.py renders it
+            from medallion_lakehouse.cli.look import show_manifest_score
+
+            show_manifest_score(settings, None, json_out)
+            return
         with Lake(settings) as lake:
             table = lake.read_arrow(QUALITY.name)
         if table.num_rows == 0:

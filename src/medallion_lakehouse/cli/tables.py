@@ -32,9 +32,9 @@ from medallion_lakehouse.cli.app import (
 )
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import ConfigError, TableNotFoundError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.attention import needs_attention
-from medallion_lakehouse.storage.inspect import lake_status, rows_removed
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.status import lake_status, rows_removed
 from medallion_lakehouse.storage.maintenance import missing_files
 
 TableArg = Annotated[str, typer.Argument(help="Table name, e.g. bronze/sales or silver/sales.")]

@@ -1,14 +1,16 @@
 """The engine interface: the few operations that differ between DuckDB and Spark.
 
 Transformations are Ibis expressions and run unchanged on either backend; an engine only
-supplies the edges: turning a Delta table into an Ibis table, and turning an Ibis expression
-back into a Delta commit.
+supplies the edges: turning a Delta table into an Ibis table, and turning an Ibis expression (or
+Arrow data from the driver) back into a Delta commit. Each engine has one Delta implementation
+for all of its reads and commits: delta-rs (storage.delta) for DuckDB, Delta Spark for Spark.
+Reading the log for planning (versions, live files) is storage.delta's, below both.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ibis
@@ -51,6 +53,32 @@ class Engine(ABC):
     ) -> WriteResult:
         """Evaluate `expr` and commit it to the Delta table at `uri` in one transaction."""
 
+    @abstractmethod
+    def write_arrow(
+        self,
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        uri: str,
+        *,
+        schema: pa.Schema,
+        commit: CommitInfo,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] = (),
+        replace: Mapping[str, Sequence[str]] | None = None,
+    ) -> WriteResult:
+        """Commit Arrow data from the driver (bronze batches, metadata rows) in one transaction.
+
+        `replace={"col": [...]}` replaces exactly the rows with those values (nothing to replace
+        and no data: no commit); `mode="overwrite"` without `replace` replaces the whole table.
+        """
+
+    @abstractmethod
+    def delete_where(self, uri: str, predicate: str, *, commit: CommitInfo) -> int:
+        """Delete the rows matching a SQL predicate in one commit; the number deleted."""
+
+    @abstractmethod
+    def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits newest first in storage.delta.commit_entry's shape ([] without a table)."""
+
     # -- results -------------------------------------------------------------------------
     @abstractmethod
     def to_arrow(self, expr: ir.Expr) -> pa.Table:
@@ -61,6 +89,10 @@ class Engine(ABC):
 
     def scalar(self, expr: ir.Scalar) -> Any:
         return self.backend.execute(expr)
+
+    def drop_cached(self, name: str) -> None:
+        """Drop a table `expr.cache()` made, when ibis' own release failed."""
+        self.backend.drop_table(name, force=True)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (Spark sessions)."""

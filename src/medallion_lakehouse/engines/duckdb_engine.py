@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import duckdb
@@ -16,16 +17,17 @@ from deltalake import DeltaTable
 
 from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import (
+    HIVE_NULL,
     CommitInfo,
     WriteMode,
     WriteResult,
+    add_actions,
     open_table,
-    write_arrow,
 )
 
 _names = itertools.count()
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # DuckDB reads this folder name as NULL
 BATCH_ROWS = 256 * 1024
 
 
@@ -133,9 +135,31 @@ class DuckDBEngine(Engine):
         partition_by: Sequence[str] = (),
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        return write_arrow(
-            uri,
+        return self.write_arrow(
             self.reader(expr.select(*schema.names)),
+            uri,
+            schema=schema,
+            commit=commit,
+            mode=mode,
+            partition_by=partition_by,
+            replace=replace,
+        )
+
+    # -- Delta through delta-rs (storage.delta) -----------------------------------------------
+    def write_arrow(
+        self,
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        uri: str,
+        *,
+        schema: pa.Schema,
+        commit: CommitInfo,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] = (),
+        replace: Mapping[str, Sequence[str]] | None = None,
+    ) -> WriteResult:
+        return delta.write_arrow(
+            uri,
+            data,
             schema=schema,
             commit=commit,
             mode=mode,
@@ -143,6 +167,19 @@ class DuckDBEngine(Engine):
             replace=replace,
             storage_options=self.storage_options,
         )
+
+    def drop_cached(self, name: str) -> None:
+        # ibis 12 with sqlglot 30 renders DuckDB's DROP (release and drop_table alike) without
+        # the table name, so the statement is written here.
+        self.raw.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+    def delete_where(self, uri: str, predicate: str, *, commit: CommitInfo) -> int:
+        return delta.delete_where(
+            uri, predicate, commit=commit, storage_options=self.storage_options
+        )
+
+    def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return delta.history(uri, limit=limit, storage_options=self.storage_options)
 
     def close(self) -> None:
         self.raw.close()
@@ -173,7 +210,7 @@ def _files_in_partition_folders(table: DeltaTable, partitions: Sequence[str]) ->
     DuckDB's hive partitioning reads the values from the folder names, but the Delta log is the
     truth and a writer may name or escape folders otherwise, so check before trusting them.
     """
-    actions = pa.table(table.get_add_actions(flatten=True))
+    actions = add_actions(table)
     root = _local_path(table.table_uri).rstrip("/")
     if not Path(root).is_dir():  # a table URI may come percent-encoded ("my%20lake")
         root = unquote(root)

@@ -1,30 +1,28 @@
-"""Spark: the distributed engine (`--engine spark`), on any `spark.master`.
+"""Spark: the distributed engine (`--engine spark`), on any `spark.master`, on Delta Lake's own
+Spark connector (delta-spark).
 
-The Delta Spark jars come from Maven, which is unreachable, so Spark never talks Delta itself:
-it reads the live data files that delta-rs lists (`DeltaTable.file_uris()`), writes plain Parquet
-into a staging folder inside the table, and the driver commits those files with delta-rs
-(`storage.delta.commit_files`). One commit protocol for both engines; Spark only computes.
+Every read and commit of this engine goes through Delta Spark: `format("delta")` reads with time
+travel (`versionAsOf`), appends and overwrites, partition replacement with `replaceWhere`,
+`DeltaTable.delete` and `DeltaTable.history`. Each commit carries `{run_id, step, ...}` as its
+`userMetadata` (a JSON object), which `storage.delta.commit_entry` lifts to the same keys delta-rs
+commits carry, so history reads alike whichever engine wrote a commit.
 
-One SparkSession per process (starting one costs about 5 s): sessions are cached by master and
-configuration, `SparkEngine.close()` leaves the session running, `stop_spark()` ends it.
+Arrow data from the driver (bronze batches, metadata rows) becomes a DataFrame directly when it
+is small; a larger stream is first written as Parquet into a spool folder under the lake (every
+executor can read it), which is deleted after the commit. The spool is input, never part of a
+table: a crash leaves only files no Delta log refers to.
+
+The session itself (Java, master, jars, S3A settings) is engines/spark_session.py.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import itertools
-import os
-import re
-import shutil
-import socket
-import sys
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import ibis
 import ibis.expr.types as ir
@@ -33,40 +31,34 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from medallion_lakehouse.engines.base import Engine
-from medallion_lakehouse.errors import EngineUnavailableError, MissingDependencyError
+from medallion_lakehouse.engines.spark_session import (
+    INSTALL_HINT,
+    alive,
+    get_spark,
+    stop_spark,
+)
+from medallion_lakehouse.errors import MissingDependencyError
+from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import (
     CommitInfo,
-    StagedFile,
     WriteMode,
     WriteResult,
-    commit_files,
-    open_table,
+    commit_entry,
+    conform,
+    partition_predicate,
 )
 
 if TYPE_CHECKING:
-    from deltalake import DeltaTable
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
     from pyspark.sql.types import DataType, StructType
 
-STAGING_DIR = "_staging"
-HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-MASTER_PROBE_SECONDS = 3.0
-INSTALL_HINT = "pip install 'medallion-lakehouse[spark]'"
+# Arrow tables up to this many rows go to Spark in memory; larger data and streams are spooled.
+INLINE_ROWS = 200_000
+SPOOL_DIR = "_spool"
+
+__all__ = ["SparkEngine", "spark_path", "spark_schema", "spark_type", "stop_spark"]
 
 _names = itertools.count()
-_SESSIONS: dict[tuple[str, tuple[tuple[str, str], ...]], SparkSession] = {}
-
-
-# -- starting Spark -------------------------------------------------------------------------
-def _import_pyspark() -> Any:
-    try:
-        import pyspark
-        import pyspark.sql
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"--engine spark needs PySpark, which is not installed: {INSTALL_HINT}"
-        ) from exc
-    return pyspark
 
 
 def _ibis_pyspark() -> Any:
@@ -80,134 +72,14 @@ def _ibis_pyspark() -> Any:
     return backend
 
 
-def find_java() -> str:
-    """Path of the `java` Spark will launch; raises EngineUnavailableError if there is none."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-        raise EngineUnavailableError(
-            f"JAVA_HOME is {java_home!r} but {candidate} is not an executable: point JAVA_HOME "
-            "at a Java 17 or 21 installation (or unset it to use `java` from PATH)."
-        )
-    found = shutil.which("java")
-    if found is None:
-        raise EngineUnavailableError(
-            "--engine spark needs Java 17 or 21 and none was found (no JAVA_HOME, no `java` on "
-            "PATH): install a JDK (e.g. `apt-get install openjdk-17-jre-headless`) or set "
-            "JAVA_HOME, or use --engine duckdb."
-        )
-    return found
-
-
-def master_endpoints(master: str) -> list[tuple[str, int]]:
-    """(host, port) pairs of a standalone master URL; empty for local[...], yarn, k8s, ..."""
-    if not master.startswith("spark://"):
-        return []
-    endpoints = []
-    for part in master[len("spark://") :].split(","):
-        host, _, port = part.rstrip("/").rpartition(":")
-        endpoints.append((host or part, int(port) if port.isdigit() else 7077))
-    return endpoints
-
-
-def check_master(master: str, timeout: float = MASTER_PROBE_SECONDS) -> None:
-    """Fail fast when a standalone master does not answer, instead of Spark retrying for minutes."""
-    endpoints = master_endpoints(master)
-    errors = []
-    for host, port in endpoints:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                return
-        except OSError as exc:
-            errors.append(f"{host}:{port} ({exc.strerror or exc})")
-    if errors:
-        raise EngineUnavailableError(
-            f"Spark master {master} is unreachable: {', '.join(errors)}. Start it (e.g. "
-            "`scripts/spark_cluster.sh start`), check --spark-master, or use "
-            "--spark-master 'local[*]'."
-        )
-
-
-def _is_loopback(master: str) -> bool:
-    if master.startswith("local"):
-        return True
-    return all(host in {"127.0.0.1", "localhost", "::1"} for host, _ in master_endpoints(master))
-
-
-def default_conf(master: str) -> dict[str, str]:
-    """Laptop-friendly defaults; every key can be overridden with --spark-conf KEY=VALUE."""
-    cores = os.cpu_count() or 2
-    conf = {
-        "spark.app.name": "medallion-lakehouse",
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.driver.memory": "2g",
-        "spark.sql.shuffle.partitions": str(2 * cores),
-        # Timestamps are UTC instants everywhere (contracts use timestamp[us, UTC]).
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        # Partition values are typed by the Delta schema, never guessed from folder names.
-        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-        # Executors must run the same Python as the driver (same venv, same libraries).
-        "spark.pyspark.python": sys.executable,
-        "spark.pyspark.driver.python": sys.executable,
-    }
-    if _is_loopback(master):
-        # Containers often have a hostname that does not resolve; loopback always does.
-        conf["spark.driver.host"] = "127.0.0.1"
-        conf["spark.driver.bindAddress"] = "127.0.0.1"
-    return conf
-
-
-def get_spark(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
-    """The process's SparkSession for this master and configuration, started on first use.
-
-    Spark allows one SparkContext per process: asking for a different master or configuration
-    stops the running session first.
-    """
-    pyspark = _import_pyspark()
-    settings = {**default_conf(master), **dict(conf or {}), "spark.master": master}
-    key = (master, tuple(sorted(settings.items())))
-    session = _SESSIONS.get(key)
-    if session is not None and _alive(session):
-        return session
-    # Check before stopping a running session: a typo must not take the old session down.
-    find_java()
-    check_master(master)
-    stop_spark()
-    if _is_loopback(master):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = pyspark.sql.SparkSession.builder
-    for name, value in settings.items():
-        builder = builder.config(name, value)
+def _delta_tables() -> Any:
     try:
-        session = builder.getOrCreate()
-    except Exception as exc:
-        raise EngineUnavailableError(
-            f"Spark could not start with master {master}: {str(exc).strip().splitlines()[0]}. "
-            "Check Java (17 or 21), --spark-master and --spark-conf."
+        from delta.tables import DeltaTable
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"--engine spark needs delta-spark, which is not installed: {INSTALL_HINT}"
         ) from exc
-    session.sparkContext.setLogLevel("ERROR")
-    _SESSIONS[key] = session
-    return session
-
-
-def _alive(session: SparkSession) -> bool:
-    context = session.sparkContext
-    return context._jsc is not None and not context._jsc.sc().isStopped()
-
-
-def stop_spark() -> None:
-    """Stop the process's SparkSession (the CLI calls this when a command ends)."""
-    while _SESSIONS:
-        _, session = _SESSIONS.popitem()
-        session.stop()
+    return DeltaTable
 
 
 # -- types ----------------------------------------------------------------------------------
@@ -254,89 +126,25 @@ def spark_path(uri: str) -> str:
     return {"s3": "s3a"}.get(scheme, scheme) + "://" + rest
 
 
-def live_files(table: DeltaTable, uri: str) -> list[tuple[str, dict[str, Any]]]:
-    """(absolute path, partition values) of every file in the table version, from the log."""
-    actions = pa.table(table.get_add_actions(flatten=True))
-    if actions.num_rows == 0:
-        return []
-    columns = table.metadata().partition_columns
-    values = {c: actions.column(f"partition.{c}").to_pylist() for c in columns}
-    files = []
-    for i, logged in enumerate(actions.column("path").to_pylist()):
-        path = unquote(logged)  # the log stores paths percent-encoded
-        if "://" not in path and not path.startswith("/"):
-            path = f"{uri.rstrip('/')}/{path}"
-        files.append((path, {c: values[c][i] for c in columns}))
-    return files
-
-
-def _folders_match(path: str, values: Mapping[str, Any]) -> bool:
-    """Whether Spark's partition discovery reads `values` back from the file's folders."""
-    found = {}
-    for part in path.split("/")[:-1]:
-        column, sep, raw = part.partition("=")
-        if sep:
-            found[_unescape(column)] = None if raw == HIVE_NULL else _unescape(raw)
-    return all(
-        c in found and found[c] == (None if v is None else str(v)) for c, v in values.items()
-    )
-
-
-def _unescape(value: str) -> str:
-    """Inverse of Spark's escapePathName (`%XX` per escaped character)."""
-    return re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
-
-
-# -- Delta statistics from Parquet footers --------------------------------------------------
-def _stat_value(value: Any) -> Any:
-    """A Parquet min/max as Delta writes it in `stats`, or None when it cannot be (skip it)."""
-    if isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if value == value else None  # NaN
-    if isinstance(value, Decimal):
-        # Delta stores decimals as JSON numbers; only exact ones (<= 15 digits) are safe.
-        return float(value) if len(value.as_tuple().digits) <= 15 else None
-    if isinstance(value, datetime):
-        # Delta truncates timestamp statistics to milliseconds, as delta-rs does.
-        value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    if isinstance(value, date):
-        return value.isoformat()
-    return None
-
-
-def file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
-    """Delta `stats` (numRecords, nullCount, minValues, maxValues) from a Parquet footer."""
-    stats: dict[str, Any] = {"numRecords": metadata.num_rows}
-    mins: dict[str, Any] = {}
-    maxs: dict[str, Any] = {}
-    nulls: dict[str, int] = {}
-    schema = metadata.schema
-    for i in range(metadata.num_columns):
-        name = schema.column(i).path
-        if "." in name:  # nested columns: no statistics
-            continue
-        chunks = [
-            metadata.row_group(g).column(i).statistics for g in range(metadata.num_row_groups)
-        ]
-        if not chunks or any(s is None for s in chunks):
-            continue
-        if all(s.has_null_count for s in chunks):
-            nulls[name] = sum(s.null_count for s in chunks)
-        with_values = [s for s in chunks if s.has_min_max]
-        # A row group of only nulls has no min/max; any other gap means unknown bounds.
-        if not with_values or any(
-            not s.has_min_max and s.null_count != s.num_values for s in chunks
-        ):
-            continue
-        low = _stat_value(min(s.min for s in with_values))
-        high = _stat_value(max(s.max for s in with_values))
-        if low is not None and high is not None:
-            mins[name], maxs[name] = low, high
-    if metadata.num_rows:
-        stats.update(minValues=mins, maxValues=maxs, nullCount=nulls)
-    return stats
+def _arrow_fs(uri: str, storage_options: Mapping[str, str]) -> tuple[pafs.FileSystem, str]:
+    """A PyArrow filesystem and path for `uri`, S3 configured from delta-rs storage options."""
+    if uri.startswith(("s3://", "s3a://")):
+        options = {k.upper(): str(v) for k, v in storage_options.items()}
+        endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
+        kwargs: dict[str, Any] = {}
+        if "AWS_ACCESS_KEY_ID" in options:
+            kwargs["access_key"] = options["AWS_ACCESS_KEY_ID"]
+            kwargs["secret_key"] = options.get("AWS_SECRET_ACCESS_KEY")
+            kwargs["session_token"] = options.get("AWS_SESSION_TOKEN")
+        region = options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION")
+        if region:
+            kwargs["region"] = region
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            kwargs["endpoint_override"] = host.rstrip("/")
+            kwargs["scheme"] = scheme
+        return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
+    return pafs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).absolute()))
 
 
 # -- the engine -----------------------------------------------------------------------------
@@ -349,11 +157,15 @@ class SparkEngine(Engine):
         master: str = "local[*]",
         conf: Mapping[str, str] | None = None,
         storage_options: Mapping[str, str] | None = None,
+        spool_uri: str | None = None,
     ) -> None:
+        """`spool_uri`: where large Arrow data waits for Spark to read it (default: a `_spool`
+        folder beside the table written)."""
         super().__init__(storage_options)
         self.master = master
-        self.session = get_spark(master, conf)
+        self.session = get_spark(master, conf, self.storage_options)
         self.backend = _ibis_pyspark().connect(self.session)
+        self.spool_uri = spool_uri
         self._views: list[str] = []
 
     # -- reading -------------------------------------------------------------------------
@@ -363,62 +175,41 @@ class SparkEngine(Engine):
         self._views.append(name)
         return self.backend.table(name)
 
+    def _exists(self, uri: str) -> bool:
+        return delta.table_version(uri, self.storage_options) is not None
+
     def read_dataframe(
         self, uri: str, *, schema: pa.Schema, version: int | None = None
     ) -> DataFrame:
-        """The live files of a Delta table version as a Spark DataFrame typed by `schema`."""
+        """A Delta table (at `version`) as a DataFrame of the contract's types; columns the table
+        does not have yet are left out (Lake.read adds them as nulls)."""
         from pyspark.sql import functions as sf
 
-        table = open_table(uri, version=version, storage_options=self.storage_options)
-        files = live_files(table, uri) if table is not None else []
-        if not files:
+        if not self._exists(uri):
             return self.session.createDataFrame([], spark_schema(schema))
-        reader = self.session.read.schema(spark_schema(schema))
-        if all(_folders_match(path, values) for path, values in files):
-            # The usual case: Hive folders that Spark decodes to the Delta partition values.
-            # basePath keeps the partition columns; their types come from the contract.
-            df = reader.option("basePath", spark_path(uri)).parquet(
-                *(spark_path(path) for path, _ in files)
+        reader = self.session.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(spark_path(uri))
+        present = set(df.columns)
+        return df.select(
+            *(
+                sf.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name)
+                for f in schema
+                if f.name in present
             )
-        else:
-            df = self._read_by_partition(files, schema)
-        return df.select(*(sf.col(f.name).cast(spark_type(f.type)).alias(f.name) for f in schema))
-
-    def _read_by_partition(
-        self, files: list[tuple[str, dict[str, Any]]], schema: pa.Schema
-    ) -> DataFrame:
-        """Partition values from the Delta log, not from folder names Spark would misread.
-
-        delta-rs percent-encodes non-ASCII values as UTF-8 bytes, which Spark decodes byte by
-        byte, and other writers need not use Hive folders at all.
-        """
-        from pyspark.sql import functions as sf
-
-        columns = set(files[0][1])
-        data = pa.schema([f for f in schema if f.name not in columns])
-        groups: dict[tuple[Any, ...], list[str]] = {}
-        for path, values in files:
-            groups.setdefault(tuple(sorted(values.items())), []).append(path)
-        frames = []
-        for key, paths in groups.items():
-            df = self.session.read.schema(spark_schema(data)).parquet(*map(spark_path, paths))
-            literals = [
-                sf.lit(value).cast(spark_type(schema.field(name).type)).alias(name)
-                for name, value in key
-                if name in schema.names
-            ]
-            frames.append(df.select(*data.names, *literals))
-        return functools.reduce(lambda a, b: a.unionByName(b), frames)
+        )
 
     def read_delta(self, uri: str, *, schema: pa.Schema, version: int | None = None) -> ir.Table:
         return self._view(self.read_dataframe(uri, schema=schema, version=version), "delta")
 
     def from_arrow(self, data: pa.Table) -> ir.Table:
+        return self._view(self._arrow_frame(data), "arrow")
+
+    def _arrow_frame(self, data: pa.Table) -> DataFrame:
         if data.num_rows == 0:
-            df = self.session.createDataFrame([], spark_schema(data.schema))
-        else:
-            df = self.session.createDataFrame(data)
-        return self._view(df, "arrow")
+            return self.session.createDataFrame([], spark_schema(data.schema))
+        return self.session.createDataFrame(data)
 
     # -- results -------------------------------------------------------------------------
     def dataframe(self, expr: ir.Expr) -> DataFrame:
@@ -447,11 +238,7 @@ class SparkEngine(Engine):
         partition_by: Sequence[str] = (),
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        from pyspark.sql import functions as sf
-
         df = self.dataframe(expr.select(*schema.names))
-        # Cast in Spark so the files carry exactly the contract's types.
-        df = df.select(*(sf.col(f.name).cast(spark_type(f.type)).alias(f.name) for f in schema))
         return self.write_dataframe(
             df,
             uri,
@@ -472,95 +259,183 @@ class SparkEngine(Engine):
         mode: WriteMode = "append",
         partition_by: Sequence[str] = (),
         replace: Mapping[str, Sequence[str]] | None = None,
+        rows: int | None = None,
     ) -> WriteResult:
-        """Write a DataFrame of the contract's columns as Parquet and commit it with delta-rs."""
-        token = uuid.uuid4().hex
-        fs, root = pafs.FileSystem.from_uri(uri)
-        staging = f"{root}/{STAGING_DIR}/{token}"
+        """Commit a DataFrame of the contract's columns with Delta Spark, in one transaction.
+
+        Zero rows: a new table is created empty (its schema readable); appending nothing commits
+        nothing; replacing no values commits nothing; replacing values or overwriting with
+        nothing commits the removes. `rows`: the row count when the caller knows it.
+        """
+        from pyspark.sql import functions as sf
+
+        before = delta.table_version(uri, self.storage_options)
+        where = None
+        if replace is not None:
+            if not any(replace.values()):
+                return WriteResult(version=before, rows=0, files=0)
+            mode, where = "overwrite", partition_predicate(replace)
+        if (
+            mode == "append"
+            and before is not None
+            and (rows == 0 or (rows is None and df.isEmpty()))
+        ):
+            return WriteResult(version=before, rows=0, files=0)
+        # Cast in Spark so the files carry exactly the contract's types.
+        df = df.select(
+            *(sf.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name) for f in schema)
+        )
         parts = list(partition_by)
-        try:
+        if parts:
             # One shuffle by partition keeps it to about one file per partition and task.
-            out = df.repartition(*parts) if parts else df
-            out.write.mode("errorifexists").partitionBy(*parts).parquet(
-                spark_path(_join_uri(uri, f"{STAGING_DIR}/{token}"))
+            df = df.repartition(*(sf.col(f"`{c}`") for c in parts))
+        writer = df.write.format("delta").mode(mode).option("userMetadata", commit.user_metadata())
+        if where is not None:
+            writer = writer.option("replaceWhere", where)
+        if before is not None and _lacks_columns(uri, schema, self.storage_options):
+            writer = writer.option("mergeSchema", "true")
+        if parts and before is None:
+            writer = writer.partitionBy(*parts)
+        writer.save(spark_path(uri))
+        return self._result(uri, before)
+
+    def _result(self, uri: str, before: int | None) -> WriteResult:
+        """Version, rows and files of the commit just made (from its commitInfo)."""
+        version = delta.table_version(uri, self.storage_options)
+        if version is None or version == before:
+            return WriteResult(version=version, rows=0, files=0)
+        last = delta.history(uri, limit=1, storage_options=self.storage_options)
+        metrics = last[0].get("operationMetrics", {}) if last else {}
+        return WriteResult(
+            version=version,
+            rows=int(metrics.get("num_added_rows", 0) or 0),
+            files=int(metrics.get("numFiles", metrics.get("num_added_files", 0)) or 0),
+        )
+
+    def write_arrow(
+        self,
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+        uri: str,
+        *,
+        schema: pa.Schema,
+        commit: CommitInfo,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] = (),
+        replace: Mapping[str, Sequence[str]] | None = None,
+    ) -> WriteResult:
+        if replace is not None and not any(replace.values()):
+            return WriteResult(
+                version=delta.table_version(uri, self.storage_options), rows=0, files=0
             )
-            staged = _publish(fs, root, staging, token, parts)
-            return commit_files(
+        if isinstance(data, pa.Table) and data.num_rows <= INLINE_ROWS:
+            table = pa.Table.from_batches(list(conform(data.to_batches(), schema)), schema=schema)
+            return self.write_dataframe(
+                self._arrow_frame(table),
                 uri,
-                staged,
                 schema=schema,
                 commit=commit,
                 mode=mode,
-                partition_by=parts,
+                partition_by=partition_by,
                 replace=replace,
-                storage_options=self.storage_options,
+                rows=table.num_rows,
             )
+        batches = data.to_batches() if isinstance(data, pa.Table) else data
+        with self._spooled(batches, schema, uri) as (path, rows):
+            df = (
+                self.session.read.schema(spark_schema(schema)).parquet(path)
+                if rows
+                else self.session.createDataFrame([], spark_schema(schema))
+            )
+            result = self.write_dataframe(
+                df,
+                uri,
+                schema=schema,
+                commit=commit,
+                mode=mode,
+                partition_by=partition_by,
+                replace=replace,
+                rows=rows,
+            )
+        if result.rows != rows:
+            # Spark committed something other than what was spooled (a store that did not show
+            # the file): the data must not silently go missing.
+            raise RuntimeError(
+                f"Spark committed {result.rows} of the {rows} rows spooled for {uri} "
+                f"(version {result.version}); nothing else was written"
+            )
+        return result
+
+    @contextlib.contextmanager
+    def _spooled(
+        self, batches: Iterable[pa.RecordBatch], schema: pa.Schema, uri: str
+    ) -> Iterator[tuple[str, int]]:
+        """Arrow batches as one Parquet file Spark can read; deleted afterwards."""
+        root = self.spool_uri or uri.rstrip("/") + "/" + SPOOL_DIR
+        folder = f"{root.rstrip('/')}/{uuid.uuid4().hex}"
+        fs, path = _arrow_fs(folder, self.storage_options)
+        rows = 0
+        try:
+            fs.create_dir(path, recursive=True)
+            # The stream is closed explicitly: an object store only has the file after that.
+            with (
+                fs.open_output_stream(f"{path}/part-0.parquet") as sink,
+                pq.ParquetWriter(sink, schema) as out,
+            ):
+                for batch in conform(batches, schema):
+                    if batch.num_rows:
+                        out.write_batch(batch)
+                        rows += batch.num_rows
+            yield spark_path(folder), rows
         finally:
-            # Files already moved and committed are safe; anything left here is not in the log.
-            _delete_dir(fs, staging)
+            with contextlib.suppress(OSError):
+                fs.delete_dir(path)
+
+    def delete_where(self, uri: str, predicate: str, *, commit: CommitInfo) -> int:
+        if not self._exists(uri):
+            return 0
+        before = delta.table_version(uri, self.storage_options)
+        table = _delta_tables().forPath(self.session, spark_path(uri))
+        key = "spark.databricks.delta.commitInfo.userMetadata"
+        self.session.conf.set(key, commit.user_metadata())
+        try:
+            table.delete(predicate)
+        finally:
+            self.session.conf.unset(key)
+        if delta.table_version(uri, self.storage_options) == before:
+            return 0
+        last = delta.history(uri, limit=1, storage_options=self.storage_options)
+        return int(last[0].get("operationMetrics", {}).get("num_deleted_rows", 0) or 0)
+
+    def history(self, uri: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits newest first, read by Delta Spark's `DeltaTable.history`."""
+        if not self._exists(uri):
+            return []
+        table = _delta_tables().forPath(self.session, spark_path(uri))
+        frame = table.history(limit) if limit else table.history()
+        commits = []
+        for row in frame.toArrow().to_pylist():
+            entry = {k: v for k, v in row.items() if v is not None}
+            when = entry.get("timestamp")
+            if when is not None:
+                entry["timestamp"] = int(when.timestamp() * 1000)
+            for key in ("operationParameters", "operationMetrics"):
+                if isinstance(entry.get(key), list):  # Arrow maps arrive as (key, value) pairs
+                    entry[key] = dict(entry[key])
+            commits.append(commit_entry(entry))
+        return commits
 
     def close(self) -> None:
         """Drop this engine's temporary views; the session stays up for the next engine."""
-        if _alive(self.session):
+        if alive(self.session):
             for name in self._views:
                 self.session.catalog.dropTempView(name)
         self._views.clear()
 
 
-def _join_uri(uri: str, relative: str) -> str:
-    return uri.rstrip("/") + "/" + relative
-
-
-def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
-
-
-def _publish(
-    fs: pafs.FileSystem, root: str, staging: str, token: str, partition_by: Sequence[str]
-) -> list[StagedFile]:
-    """Move Spark's Parquet files from staging to `col=value/` folders and describe them."""
-    staged = []
-    selector = pafs.FileSelector(staging, recursive=True, allow_not_found=True)
-    for info in fs.get_file_info(selector):
-        name = info.base_name
-        if info.type != pafs.FileType.File or not name.endswith(".parquet"):
-            continue  # _SUCCESS, .crc checksums
-        relative_dir = info.path[len(staging) :].strip("/").rpartition("/")[0]
-        metadata = _footer(fs, info.path)
-        if metadata.num_rows == 0:
-            continue  # Spark writes a schema-only file for an empty unpartitioned result
-        values = _partition_values(relative_dir, partition_by)
-        # Spark's escaped folder names are kept: Spark reads them back to the same values.
-        target = f"{relative_dir}/{token}-{name}" if relative_dir else f"{token}-{name}"
-        fs.create_dir(f"{root}/{relative_dir}" if relative_dir else root, recursive=True)
-        fs.move(info.path, f"{root}/{target}")
-        moved = fs.get_file_info(f"{root}/{target}")
-        mtime = moved.mtime_ns // 1_000_000 if moved.mtime_ns is not None else 0
-        staged.append(
-            StagedFile(
-                path=target,
-                size=int(moved.size or 0),
-                rows=metadata.num_rows,
-                partition_values=values,
-                modification_time_ms=mtime,
-                stats=file_stats(metadata),
-            )
-        )
-    return staged
-
-
-def _footer(fs: pafs.FileSystem, path: str) -> pq.FileMetaData:
-    with fs.open_input_file(path) as handle:
-        return pq.ParquetFile(handle).metadata
-
-
-def _partition_values(relative_dir: str, partition_by: Sequence[str]) -> dict[str, str | None]:
-    values: dict[str, str | None] = {}
-    for part in relative_dir.split("/") if relative_dir else []:
-        column, _, raw = part.partition("=")
-        values[_unescape(column)] = None if raw == HIVE_NULL else _unescape(raw)
-    missing = [c for c in partition_by if c not in values]
-    if missing:
-        raise RuntimeError(f"Spark output {relative_dir!r} lacks partition folders {missing}")
-    return {c: values[c] for c in partition_by}
+def _lacks_columns(uri: str, schema: pa.Schema, storage_options: Mapping[str, str]) -> bool:
+    """Whether the table lacks columns the contract has added since it was written."""
+    table = delta.open_table(uri, storage_options=storage_options)
+    if table is None:
+        return False
+    have = {f.name for f in pa.schema(table.schema().to_arrow())}
+    return not set(schema.names) <= have

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import RUNS
 from medallion_lakehouse.silver import held
-from medallion_lakehouse.storage.lake import Lake
 
 
 def needs_attention(lake: Lake) -> dict[str, list[dict[str, Any]]]:

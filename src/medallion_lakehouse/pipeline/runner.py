@@ -27,12 +27,12 @@ import pyarrow as pa
 
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import MedallionError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import RUNS
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
 from medallion_lakehouse.pipeline.lock import lake_lock
 from medallion_lakehouse.pipeline.steps import STEP_ORDER, StepFn, resolve
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 ProgressFn = Callable[[str, float, float | None, str], None]  # step, completed, total, text
 StepEventFn = Callable[[str, StepResult | None], None]  # step started (None) / finished

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
 from medallion_lakehouse.config import require_landing
 from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.storage.lake import Lake
 
 StepFn = Callable[[Lake, StepContext], StepResult]
 

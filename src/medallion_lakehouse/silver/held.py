@@ -19,9 +19,9 @@ from typing import Literal
 import pyarrow as pa
 
 from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.silver.contract import HELD_BATCHES
 from medallion_lakehouse.storage.delta import CommitInfo
-from medallion_lakehouse.storage.lake import Lake
 
 Decision = Literal["accepted", "quarantined", "dropped"]
 DECISIONS: tuple[Decision, ...] = ("accepted", "quarantined", "dropped")

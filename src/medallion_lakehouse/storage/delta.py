@@ -1,9 +1,14 @@
-"""Delta Lake tables over delta-rs, independent of the compute engine.
+"""Delta Lake tables over delta-rs: the storage layer below both engines.
 
-Two ways in: `write_arrow` streams Arrow record batches (the DuckDB engine), and `commit_files`
-commits Parquet files that another engine wrote into the table folder (the Spark engine). Both end
-in one delta-rs commit tagged with `{run_id, step}`, so a crash before the commit leaves the table
-at its previous version (orphan data files are invisible and removed by `vacuum`).
+- Reading the log, for everyone: `open_table`, `table_version`, `history` (normalised so a
+  commit made by delta-rs and one made by Delta Spark look alike), `add_actions` (the live files
+  of a version: the one place the add-actions table is read) and `distinct_values` (from Parquet
+  statistics).
+- Writing, for the DuckDB engine and driver-side tools: `write_arrow` streams Arrow record batches
+  into one delta-rs commit tagged with `{run_id, step}`, so a crash before the commit leaves the
+  table at its previous version (orphan data files are invisible and removed by `vacuum`);
+  `delete_where`. The Spark engine commits through Delta Spark instead (engines/spark_engine.py),
+  with the same metadata in the commit's `userMetadata`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 WriteMode = Literal["append", "overwrite"]
+# The folder name Hive-style writers (Spark, delta-rs) give a null partition value.
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,22 @@ class CommitInfo:
     step: str
     extra: Mapping[str, str] | None = None
 
-    def properties(self) -> CommitProperties:
+    def metadata(self) -> dict[str, str]:
         meta = {"run_id": self.run_id, "step": self.step}
         if self.extra:
             meta.update({k: str(v) for k, v in self.extra.items()})
-        return CommitProperties(custom_metadata=meta)
+        return meta
+
+    def properties(self) -> CommitProperties:
+        """delta-rs: custom keys of the commit's commitInfo, and the same as its `userMetadata`
+        (the protocol's field, which is all Delta Spark's history shows)."""
+        return CommitProperties(
+            custom_metadata={**self.metadata(), "userMetadata": self.user_metadata()}
+        )
+
+    def user_metadata(self) -> str:
+        """Delta Spark: the commit's `userMetadata` string (a JSON object of the same keys)."""
+        return json.dumps(self.metadata(), separators=(",", ":"), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,54 @@ def history(
     table = open_table(uri, storage_options=storage_options)
     if table is None:
         return []
-    return list(table.history(limit))
+    return [commit_entry(c) for c in table.history(limit)]
+
+
+# Delta Spark's operation metrics under the names delta-rs uses (and `medallion history` shows).
+_METRIC_ALIASES = {
+    "numOutputRows": "num_added_rows",
+    "numDeletedRows": "num_deleted_rows",
+    "numCopiedRows": "num_copied_rows",
+    "numAddedFiles": "num_added_files",
+    "numRemovedFiles": "num_removed_files",
+}
+
+
+def commit_entry(info: Mapping[str, Any]) -> dict[str, Any]:
+    """One commit's commitInfo in one shape, whichever Delta implementation wrote it.
+
+    delta-rs stores `{run_id, step, ...}` as top-level keys of commitInfo; Delta Spark stores them
+    as a JSON object in `userMetadata`. Both come out as top-level keys, and Delta Spark's metrics
+    (strings, camelCase) also under delta-rs' names as integers.
+    """
+    entry = dict(info)
+    user = entry.get("userMetadata")
+    if isinstance(user, str) and user.startswith("{"):
+        try:
+            meta = json.loads(user)
+        except ValueError:
+            meta = None
+        if isinstance(meta, dict):
+            for key, value in meta.items():
+                entry.setdefault(str(key), value)
+    metrics = dict(entry.get("operationMetrics") or {})
+    for spark_name, name in _METRIC_ALIASES.items():
+        if spark_name in metrics and name not in metrics:
+            try:
+                metrics[name] = int(metrics[spark_name])
+            except (TypeError, ValueError):
+                continue
+    if metrics:
+        entry["operationMetrics"] = metrics
+    return entry
+
+
+def add_actions(table: DeltaTable) -> pa.Table:
+    """The live files of the table's version, from its log: `path` (relative and percent-encoded
+    as logged, or absolute), `size_bytes`, `num_records`, `partition.<column>` (the logged value,
+    typed), ... One row per file; no data file is opened."""
+    # get_add_actions returns an arro3 table; pyarrow reads it through the C stream interface.
+    return pa.table(table.get_add_actions(flatten=True))
 
 
 def distinct_values(
@@ -203,88 +266,6 @@ def _lacks_columns(table: DeltaTable | None, schema: pa.Schema) -> bool:
         return False
     have = {f.name for f in pa.schema(table.schema().to_arrow())}
     return not set(schema.names) <= have
-
-
-@dataclass(frozen=True)
-class StagedFile:
-    """A Parquet data file already inside the table folder, ready to be committed."""
-
-    path: str  # relative to the table root, e.g. "sale_month=2025-01/part-....parquet"
-    size: int
-    rows: int
-    partition_values: Mapping[str, str | None]
-    modification_time_ms: int
-    # Delta `stats` (numRecords, nullCount, minValues, maxValues); None: numRecords only.
-    stats: Mapping[str, Any] | None = None
-
-    def add_action(self) -> AddAction:
-        stats = dict(self.stats) if self.stats else {}
-        stats["numRecords"] = self.rows
-        return AddAction(
-            path=self.path,
-            size=self.size,
-            partition_values=dict(self.partition_values),
-            modification_time=self.modification_time_ms,
-            data_change=True,
-            stats=json.dumps(stats, separators=(",", ":")),
-        )
-
-
-def commit_files(
-    uri: str,
-    files: Sequence[StagedFile],
-    *,
-    schema: pa.Schema,
-    commit: CommitInfo,
-    mode: WriteMode = "append",
-    partition_by: Sequence[str] = (),
-    replace: Mapping[str, Sequence[str]] | None = None,
-    storage_options: Mapping[str, str] | None = None,
-) -> WriteResult:
-    """Commit Parquet files written by another engine in one transaction (adds and removes).
-
-    delta-rs derives the removes: `replace={"sale_month": [...]}` removes the live files of those
-    partitions, `mode="overwrite"` without `replace` removes every live file. Zero files:
-    a new table is created empty (its schema readable), an append to an existing table
-    commits nothing, and a replace or overwrite still commits its removes (the partitions
-    really are empty now).
-    """
-    options = dict(storage_options or {})
-    adds = [f.add_action() for f in files]
-    table = open_table(uri, storage_options=options)
-    partition_filters: list[tuple[str, str, Any]] | None = None
-    if replace is not None:
-        if not any(replace.values()):
-            return WriteResult(version=None if table is None else table.version(), rows=0, files=0)
-        mode = "overwrite"
-        partition_filters = [(col, "in", sorted(set(vals))) for col, vals in replace.items()]
-    if table is None:
-        # Version 0 holds the staged files (or none: an empty table with its schema).
-        create_table_with_add_actions(
-            uri,
-            DeltaSchema.from_arrow(schema),
-            adds,
-            mode="append",
-            partition_by=list(partition_by) or None,
-            storage_options=options or None,
-            commit_properties=commit.properties(),
-        )
-    elif adds or mode == "overwrite":
-        actions: list[AddAction | RemoveAction] = list(adds)
-        table.create_write_transaction(
-            actions,
-            mode=mode,
-            schema=schema,
-            partition_by=list(partition_by) or None,
-            partition_filters=partition_filters,
-            commit_properties=commit.properties(),
-        )
-    else:
-        # Appending nothing: no commit, so history does not fill with empty versions.
-        return WriteResult(version=table.version(), rows=0, files=0)
-    table = open_table(uri, storage_options=options)
-    assert table is not None
-    return WriteResult(version=table.version(), rows=sum(f.rows for f in files), files=len(files))
 
 
 def delete_where(

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import pyarrow as pa
-
-from medallion_lakehouse.storage.delta import CommitInfo, open_table
+from medallion_lakehouse.storage.delta import CommitInfo, add_actions, open_table
 
 # Delta's default `deletedFileRetentionDuration`: a vacuum keeping files this long leaves a week
 # of versions readable; anything shorter ends time travel (and `restore`) sooner.
@@ -72,8 +70,7 @@ def optimize_table(
     table = open_table(uri, storage_options=storage_options)
     if table is None:
         return None
-    # get_add_actions returns an arro3 table; pyarrow reads it through the C stream interface.
-    actions = pa.table(table.get_add_actions(flatten=True))
+    actions = add_actions(table)
     sizes = [int(s) for s in actions.column("size_bytes").to_pylist()] if actions.num_rows else []
     removed = added = None
     props = commit.properties()

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_lakehouse.contracts import all_contracts
-from medallion_lakehouse.storage.delta import open_table
-from medallion_lakehouse.storage.lake import Lake
+from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.storage.delta import add_actions, commit_entry, open_table
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ def row_count(lake: Lake, name: str) -> int | None:
     table = open_table(lake.uri(name), storage_options=lake.storage_options)
     if table is None:
         return None
-    batch = pa.table(table.get_add_actions(flatten=True))  # arro3 -> pyarrow via PyCapsule
+    batch = add_actions(table)
     if batch.num_rows == 0:
         return 0
     return int(pc.sum(batch.column("num_records")).as_py() or 0)
@@ -41,7 +40,7 @@ def table_status(lake: Lake, name: str) -> TableStatus:
     table = open_table(lake.uri(name), storage_options=lake.storage_options)
     if table is None:
         return TableStatus(name=name, exists=False)
-    last: dict[str, Any] = table.history(1)[0]
+    last: dict[str, Any] = commit_entry(table.history(1)[0])
     when = datetime.fromtimestamp(last["timestamp"] / 1000, UTC).isoformat(timespec="seconds")
     return TableStatus(
         name=name,
@@ -64,7 +63,7 @@ def rows_at(lake: Lake, name: str, version: int) -> int | None:
     table = open_table(lake.uri(name), version=version, storage_options=lake.storage_options)
     if table is None:
         return None
-    batch = pa.table(table.get_add_actions(flatten=True))
+    batch = add_actions(table)
     if batch.num_rows == 0:
         return 0
     if "num_records" not in batch.column_names or batch.column("num_records").null_count:

@@ -1,7 +1,9 @@
 """The lake: table names -> locations, reads and writes through the active engine.
 
 Steps talk to tables by contract name (`silver/sales`), never by path; this is the only place
-that joins the settings, the contracts and the engine.
+that joins the settings, the contracts and the engine. It sits above both layers below it:
+`engines/` (compute, and each engine's Delta commits) and `storage/` (the Delta log: versions,
+live files, statistics).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ class Lake:
         return delta.table_version(self.uri(name), self.storage_options)
 
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]:
-        return delta.history(self.uri(name), limit=limit, storage_options=self.storage_options)
+        """Commits newest first (the engine's Delta implementation reads them)."""
+        return self.engine.history(self.uri(name), limit=limit)
 
     # -- engine reads and writes -----------------------------------------------------------
     def read(self, name: str, version: int | None = None) -> ir.Table:
@@ -116,7 +119,7 @@ class Lake:
             replace=replace,
         )
 
-    # -- driver-side Arrow reads and writes (small tables, bronze ingest) ------------------
+    # -- Arrow from and to the driver (bronze ingest, metadata tables) ---------------------
     def write_arrow(
         self,
         name: str,
@@ -128,15 +131,14 @@ class Lake:
     ) -> WriteResult:
         contract = self.contract(name)
         self.check_writable()
-        return delta.write_arrow(
-            self.uri(name),
+        return self.engine.write_arrow(
             data,
+            self.uri(name),
             schema=contract.schema,
             commit=commit,
             mode=mode,
             partition_by=contract.partition_by,
             replace=replace,
-            storage_options=self.storage_options,
         )
 
     def read_arrow(
@@ -173,6 +175,4 @@ class Lake:
 
     def delete_where(self, name: str, predicate: str, *, commit: CommitInfo) -> int:
         self.check_writable()
-        return delta.delete_where(
-            self.uri(name), predicate, commit=commit, storage_options=self.storage_options
-        )
+        return self.engine.delete_where(self.uri(name), predicate, commit=commit)
