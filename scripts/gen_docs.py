@@ -177,19 +177,23 @@ def cli_markdown() -> str:
         HEADER.format(source="the Typer app (medallion_lakehouse.cli.main)"),
         "# Command-line reference\n\n",
         f"{_cell(root.help or '')}\n\n",
-        "Every command takes `--workspace` (default: `$MEDALLION_WORKSPACE` or the current "
-        "folder); settings come from defaults, then `medallion.toml` in the workspace, then "
-        "`MEDALLION_*` environment variables, then flags. `medallion COMMAND --help` prints the "
-        "same text as this page.\n\n",
-        "| command | what it does |\n|---|---|\n",
+        "Every command but `explore` (which reads one FILE) takes `--workspace` (default: "
+        "`$MEDALLION_WORKSPACE` or the current folder); settings come from defaults, then "
+        "`medallion.toml` in the workspace, then `MEDALLION_*` environment variables, then "
+        "flags. `medallion COMMAND --help` prints the same text as this page.\n\n",
     ]
+    globals_ = _params_md(root)
+    if globals_:
+        out.append("Global options go before the command (`medallion --quiet run`):\n\n")
+        out.append("\n".join(globals_) + "\n\n")
+    out.append("| command | what it does |\n|---|---|\n")
     for path, command in commands:
         summary = (command.help or "").strip().split("\n")[0]
         out.append(f"| [`{path}`](#{_anchor(path.replace(' ', '-'))}) | {_cell(summary)} |\n")
     for path, command in commands:
         out.append(f"\n## {path}\n\n")
         out.append(f"```\n{path} [OPTIONS]{_usage_args(command)}\n```\n\n")
-        help_text = (command.help or "").strip()
+        help_text = "\n\n".join(t.strip() for t in (command.help, command.epilog) if t)
         if help_text:
             paragraphs = [_cell(p) for p in help_text.split("\n\n")]
             out.append("\n\n".join(paragraphs) + "\n\n")

@@ -398,6 +398,7 @@ def test_run_summary_prints_step_messages_literally(
         lock_note=f"waited for {RED}",
     )
     monkeypatch.setattr(cli_run, "run_pipeline", lambda *a, **k: report)
+    (tmp_path / "ws" / "data" / "landing").mkdir(parents=True)  # a workspace, not a typo
     result = cli.invoke(app, ["run", "--steps", "bronze,silver", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1, result.output
     _assert_literal(

@@ -69,7 +69,9 @@ def _csv(data: pa.Table) -> str:
 
 
 # -- sql ---------------------------------------------------------------------------------------
-@app.command("sql")
+@app.command(
+    "sql", epilog="Exit codes: 0 ok; 2 a query DuckDB refuses, a bad option or not a workspace."
+)
 def sql_command(
     query: Annotated[
         str | None, typer.Argument(help="A SELECT over views such as silver.sales or meta.runs.")
@@ -146,7 +148,9 @@ def sql_command(
 
 
 # -- trace -------------------------------------------------------------------------------------
-@app.command("trace")
+@app.command(
+    "trace", epilog="Exit codes: 0 found; 1 nothing matches; 2 bad option or not a workspace."
+)
 def trace_command(
     sale_id: Annotated[str | None, typer.Argument(help="The sale_id to trace.")] = None,
     file: Annotated[
@@ -220,7 +224,9 @@ def _print_trace(result: Trace) -> None:
 
 
 # -- plan --------------------------------------------------------------------------------------
-@app.command("plan")
+@app.command(
+    "plan", epilog="Exit codes: 0 ok (nothing is written); 2 bad option or not a workspace."
+)
 def plan_command(
     workspace: WorkspaceOpt = None,
     engine: EngineOpt = None,
@@ -318,7 +324,9 @@ def _print_plan(p: Plan) -> None:
 
 
 # -- verify ------------------------------------------------------------------------------------
-@app.command("verify")
+@app.command(
+    "verify", epilog="Exit codes: 0 equal; 1 a month differs; 2 bad option or not a workspace."
+)
 def verify_command(
     workspace: WorkspaceOpt = None,
     engine: EngineOpt = None,

@@ -16,6 +16,8 @@ _COMMAND_MODULES = (
     "ml",
     "report",
     "ops",
+    "workspace",
+    "runs",
     "lock",
     "look",  # sql, trace, plan, verify (issue 18)
 )

@@ -322,7 +322,8 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
         commit=commit,
     )
     result.tables[CHURN_SCORES.name] = scored.table_version
-    result.rows_out += scored.customers
+    # rows_out stays one row per customer: features and scores are two views of the same rows.
+    result.metrics["scored_customers"] = scored.customers
     result.metrics["at_risk"] = scored.at_risk
     ctx.report(3, 3, "done")
     result.message = (

@@ -550,7 +550,8 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     """The `report` step of `medallion run`: writes the HTML report; fails if a section broke."""
     started = time.perf_counter()
     ctx.report(0, 1, "report")
-    output = write_report(lake, run_id=ctx.run_id)
+    # A dated copy only when this run changed a table; report.html is always the latest.
+    output = write_report(lake, run_id=ctx.run_id, keep_copy=bool(ctx.tables_written))
     ctx.report(1, 1, "report")
     metrics: dict[str, Any] = {
         "path": output.path,
