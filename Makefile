@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint format bench docs clean setup-airflow setup-browser check-java
+.PHONY: help setup demo test test-fast lint format bench bench-curve docs clean setup-airflow setup-browser check-java
 
 help:  ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: setup  ## benchmarks: generator, bronze, silver, end to end (1M and 10M r
 	$(PY) bench/bench_bronze.py
 	$(PY) bench/bench_silver.py
 	$(PY) bench/bench_e2e.py --rows 1000000,10000000
+
+bench-curve: setup  ## growth curve: the pipeline at 1M, 10M, 30M, 100M rows (seconds, peak RSS, spill; ~1 h, ~40 GB disk)
+	$(PY) bench/bench_e2e.py --rows 1000000,10000000,30000000,100000000 --shapes original --variants pipeline
 
 clean:  ## remove the virtualenvs, caches and the default workspace
 	rm -rf $(VENV) .venv-airflow .pytest_cache .mypy_cache .ruff_cache data

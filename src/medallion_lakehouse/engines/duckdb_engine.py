@@ -133,16 +133,22 @@ class DuckDBEngine(Engine):
         partition_by: Sequence[str] = (),
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        return write_arrow(
-            uri,
-            self.reader(expr.select(*schema.names)),
-            schema=schema,
-            commit=commit,
-            mode=mode,
-            partition_by=partition_by,
-            replace=replace,
-            storage_options=self.storage_options,
-        )
+        # Row order inside a table's files means nothing (versions are ordered by lineage
+        # columns), and an order-preserving plan buffers the result to keep it.
+        self.raw.execute("SET preserve_insertion_order = false")
+        try:
+            return write_arrow(
+                uri,
+                self.reader(expr.select(*schema.names)),
+                schema=schema,
+                commit=commit,
+                mode=mode,
+                partition_by=partition_by,
+                replace=replace,
+                storage_options=self.storage_options,
+            )
+        finally:
+            self.raw.execute("SET preserve_insertion_order = true")
 
     def close(self) -> None:
         self.raw.close()
