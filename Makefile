@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint format bench docs clean setup-airflow setup-browser check-java spark-jars
+.PHONY: help setup demo test test-fast lint format bench bench-curve docs clean setup-airflow setup-browser check-java spark-jars
 
 help:  ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench: setup spark-jars  ## benchmarks: generator, bronze, silver, end to end (1
 	$(PY) bench/bench_bronze.py
 	$(PY) bench/bench_silver.py
 	$(PY) bench/bench_e2e.py --rows 1000000,10000000
+
+bench-curve: setup  ## growth curve: the pipeline at 1M, 10M, 30M, 100M rows (seconds, peak RSS, spill; ~1 h, ~40 GB disk)
+	$(PY) bench/bench_e2e.py --rows 1000000,10000000,30000000,100000000 --shapes original --variants pipeline
 
 clean:  ## remove the virtualenvs, caches and the default workspace
 	rm -rf $(VENV) .venv-airflow .pytest_cache .mypy_cache .ruff_cache data

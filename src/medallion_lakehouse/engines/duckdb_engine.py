@@ -135,15 +135,22 @@ class DuckDBEngine(Engine):
         partition_by: Sequence[str] = (),
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        return self.write_arrow(
-            self.reader(expr.select(*schema.names)),
-            uri,
-            schema=schema,
-            commit=commit,
-            mode=mode,
-            partition_by=partition_by,
-            replace=replace,
-        )
+        # Row order inside a table's files means nothing (versions are ordered by lineage
+        # columns), and an order-preserving plan buffers the result to keep it. The reader is
+        # lazy, so the setting must hold while delta-rs consumes it.
+        self.raw.execute("SET preserve_insertion_order = false")
+        try:
+            return self.write_arrow(
+                self.reader(expr.select(*schema.names)),
+                uri,
+                schema=schema,
+                commit=commit,
+                mode=mode,
+                partition_by=partition_by,
+                replace=replace,
+            )
+        finally:
+            self.raw.execute("SET preserve_insertion_order = true")
 
     # -- Delta through delta-rs (storage.delta) -----------------------------------------------
     def write_arrow(
