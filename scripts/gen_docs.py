@@ -29,6 +29,14 @@ LAYER_TITLES = {
 }
 
 
+WRITE_MODES = {
+    "append": "appended",
+    "replace_partitions": "the partitions a run rebuilt are replaced in one commit",
+    "replace_rows": "the rows of the batches a run processed are replaced",
+    "overwrite": "overwritten",
+}
+
+
 def _cell(text: str) -> str:
     # A pipe would end a Markdown table cell; newlines would end the row.
     text = " ".join(str(text).split()).replace("|", "\\|")
@@ -41,7 +49,14 @@ def _contract_md(contract: TableContract) -> str:
     lines.append(f"**Key:** {', '.join(f'`{k}`' for k in contract.key) or '—'}.  ")
     partitions = ", ".join(f"`{p}`" for p in contract.partition_by) or "none"
     lines.append(f"**Partitioned by:** {partitions}.  ")
-    lines.append(f"**Written:** {contract.write_mode}.")
+    written = WRITE_MODES[contract.write_mode]
+    if contract.write_note:
+        written += f" ({contract.write_note})"
+    if contract.write_mode != "overwrite":
+        written += "; a full refresh overwrites it"
+    lines.append(f"**Written:** {written}.  ")
+    upstream = ", ".join(f"`{u}`" for u in contract.upstream) or "landing files"
+    lines.append(f"**Built from:** {upstream if contract.layer != '_meta' else '—'}.")
     if contract.description:
         lines += ["", " ".join(contract.description.split())]
     lines += ["", "| column | type | nullable | description |", "|---|---|---|---|"]
@@ -50,9 +65,20 @@ def _contract_md(contract: TableContract) -> str:
         lines.append(
             f"| `{column.name}` | `{column.type}` | {nullable} | {_cell(column.description)} |"
         )
-    if contract.checks:
-        lines += ["", "Checks:", ""]
-        lines += [f"- {_cell(check)}" for check in contract.checks]
+    if contract.checks or contract.rules or contract.notes:
+        lines += [
+            "",
+            "Checks (run by the step that writes the table; outcomes in `_meta/quality`):",
+            "",
+        ]
+        for check in contract.checks:
+            rule, description = check.named(contract)
+            lines.append(f"- `{rule}` [{check.severity}]: {_cell(description)}")
+        for row_rule in contract.rules:
+            lines.append(
+                f"- `{row_rule.name}` [{row_rule.severity}, per row]: {_cell(row_rule.description)}"
+            )
+        lines += [f"- {_cell(note)}" for note in contract.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -151,19 +177,23 @@ def cli_markdown() -> str:
         HEADER.format(source="the Typer app (medallion_lakehouse.cli.main)"),
         "# Command-line reference\n\n",
         f"{_cell(root.help or '')}\n\n",
-        "Every command takes `--workspace` (default: `$MEDALLION_WORKSPACE` or the current "
-        "folder); settings come from defaults, then `medallion.toml` in the workspace, then "
-        "`MEDALLION_*` environment variables, then flags. `medallion COMMAND --help` prints the "
-        "same text as this page.\n\n",
-        "| command | what it does |\n|---|---|\n",
+        "Every command but `explore` (which reads one FILE) takes `--workspace` (default: "
+        "`$MEDALLION_WORKSPACE` or the current folder); settings come from defaults, then "
+        "`medallion.toml` in the workspace, then `MEDALLION_*` environment variables, then "
+        "flags. `medallion COMMAND --help` prints the same text as this page.\n\n",
     ]
+    globals_ = _params_md(root)
+    if globals_:
+        out.append("Global options go before the command (`medallion --quiet run`):\n\n")
+        out.append("\n".join(globals_) + "\n\n")
+    out.append("| command | what it does |\n|---|---|\n")
     for path, command in commands:
         summary = (command.help or "").strip().split("\n")[0]
         out.append(f"| [`{path}`](#{_anchor(path.replace(' ', '-'))}) | {_cell(summary)} |\n")
     for path, command in commands:
         out.append(f"\n## {path}\n\n")
         out.append(f"```\n{path} [OPTIONS]{_usage_args(command)}\n```\n\n")
-        help_text = (command.help or "").strip()
+        help_text = "\n\n".join(t.strip() for t in (command.help, command.epilog) if t)
         if help_text:
             paragraphs = [_cell(p) for p in help_text.split("\n\n")]
             out.append("\n\n".join(paragraphs) + "\n\n")

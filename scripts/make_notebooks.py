@@ -85,7 +85,7 @@ def nb01() -> list[nbformat.NotebookNode]:
             "and the distribution of totals. It streams the file, so it also works on large ones."
         ),
         new_code_cell(
-            "from medallion_lakehouse.generate.explore import explore_file\n\n"
+            "from medallion_lakehouse.bronze.profile import explore_file\n\n"
             "profile = explore_file(files[-1])\n"
             'print(f"{profile.rows:,} rows, sale dates {profile.sale_date_min} .. '
             '{profile.sale_date_max}, {profile.unparseable_dates} unparseable")\n'

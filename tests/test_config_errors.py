@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty workspace and an environment without MEDALLION_* variables."""
+    """A workspace with nothing but its landing folder, and no MEDALLION_* variables."""
     for key in list(os.environ):
         if key.upper().startswith("MEDALLION_"):
             monkeypatch.delenv(key)
     workspace = tmp_path / "ws"
-    workspace.mkdir()
+    (workspace / "data" / "landing").mkdir(parents=True)
     return workspace
 
 

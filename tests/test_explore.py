@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 import medallion_lakehouse.cli.generate  # noqa: F401  (registers generate/explore)
+from medallion_lakehouse.bronze.profile import ExploreError, explore_file, store_shape
 from medallion_lakehouse.cli.app import app
 from medallion_lakehouse.generate import GenerateOptions, generate
-from medallion_lakehouse.generate.explore import ExploreError, explore_file, store_shape
 
 
 def test_explore_the_original_seed_file(seed_dir: Path) -> None:
@@ -90,12 +90,31 @@ def test_cli_explore_prints_tables_and_json(seed_dir: Path) -> None:
     ("name", "text"),
     [
         ("broken.csv", "a,b\n1,2\n1,2,3\n"),
-        ("broken.jsonl", '{"a": "1"}\n{"a": \n'),
+        ("broken.jsonl", '{"sale_id": "1"}\n{"sale_id": \n'),
     ],
     ids=["csv-field-count", "jsonl-truncated"],
 )
-def test_explore_reports_unreadable_files(tmp_path: Path, name: str, text: str) -> None:
+def test_explore_counts_the_lines_bronze_would_reject(tmp_path: Path, name: str, text: str) -> None:
+    # The profile reads through bronze's readers: a broken line is a reject there, not a
+    # failure of the whole file, and the profile says how many there are.
     path = tmp_path / name
     path.write_text(text)
+    result = explore_file(path)
+    assert result.rows == 1 and result.rejected_lines == 1
+
+
+def test_explore_reports_unreadable_files(tmp_path: Path) -> None:
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"sale_id,total\n1,\x002\n")
     with pytest.raises(ExploreError, match="Cannot read"):
         explore_file(path)
+
+
+def test_explore_sees_the_columns_bronze_sees(tmp_path: Path) -> None:
+    # A quoted header field with a comma and a quoted line break: a plain split(",") of the
+    # header (the old profiler) named columns the file does not have.
+    path = tmp_path / "quoted.csv"
+    path.write_text('"sale_date","store_id","note, free"\n2025-01-02,NW-7,"two\nlines"\n')
+    result = explore_file(path)
+    assert result.columns == ["sale_date", "store_id"] and result.rows == 1
+    assert result.store_shapes == {"NW-<n>": 1}

@@ -25,7 +25,8 @@ from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.gold import step as gold_step
-from medallion_lakehouse.gold.contract import DAILY_SALES, PRODUCT_STORE_DAILY
+from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
+from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.storage.delta import CommitInfo

@@ -13,7 +13,7 @@ import pytest
 
 from medallion_lakehouse.config import Settings, load_settings
 from medallion_lakehouse.engines import Engine, create_engine
-from medallion_lakehouse.gold.contract import DAILY_SALES
+from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.lake import Lake
 from tests.test_gold import (
     T0,

@@ -222,16 +222,20 @@ def hostile_lake(tmp_path: Path) -> Iterator[Lake]:
                 "pr": {"precision": [0.3, 1.0], "recall": [1.0, 0.0]}}
             for v in EVIL
         }  # fmt: skip
-        model = Path(lake.settings.models_path) / "churn-$x^2$ <u>"
+        # The report shows only the model `latest` names, and a pointer must name a folder of
+        # the form churn-<run id>: hostile text reaches the curves through their labels.
+        model = Path(lake.settings.models_path) / "churn-hostile"
         model.mkdir(parents=True)
         (model / "curves.json").write_text(json.dumps(curves), encoding="utf-8")
+        (model / "model.joblib").write_bytes(b"not loaded by the report")
+        (model.parent / "latest").write_text("churn-hostile\n", encoding="utf-8")
         landing = Path(lake.settings.landing_path)
         landing.mkdir(parents=True, exist_ok=True)
         with (landing / "sales $x^2$ <i>.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["sale_date", "store_id", "product", "total", FRAC, SCRIPT])
+            writer.writerow(["sale_date", "store_id", "product", "total", "status", FRAC, SCRIPT])
             for v in EVIL:
-                writer.writerow(["2025-01-01", v, v, "1.00", "", ""])
+                writer.writerow(["2025-01-01", v, v, "1.00", "", "", ""])
         yield lake
 
 
@@ -257,7 +261,7 @@ def test_report_on_hostile_data_renders_every_section_and_shows_text_literally(
         assert f"<td>{html.escape(value)}</td>" in page, value[:20]
         assert f"<td>reason {html.escape(value)}</td>" in page, value[:20]
         assert f"<td>checks {html.escape(value)}</td>" in page, value[:20]
-    assert html.escape("churn-$x^2$ <u>") in page  # the model folder's name
+    assert "churn-hostile" in page  # the model folder (a hostile name cannot be `latest`)
     # Plots draw data labels exactly as typed (an SVG <text> per label).
     assert f">{FRAC}<" in page and f">{SQUARE}<" in page
 
@@ -394,6 +398,7 @@ def test_run_summary_prints_step_messages_literally(
         lock_note=f"waited for {RED}",
     )
     monkeypatch.setattr(cli_run, "run_pipeline", lambda *a, **k: report)
+    (tmp_path / "ws" / "data" / "landing").mkdir(parents=True)  # a workspace, not a typo
     result = cli.invoke(app, ["run", "--steps", "bronze,silver", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1, result.output
     _assert_literal(

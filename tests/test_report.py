@@ -284,10 +284,14 @@ def test_churn_curves_follow_the_latest_pointer(lake: Lake) -> None:
         doc = json.loads(json.dumps(ML_CURVES))
         doc["random_forest"]["roc_auc"] = auc
         (models / version / "curves.json").write_text(json.dumps(doc))
+        (models / version / "model.joblib").write_bytes(b"not loaded by the report")
     (models / "latest").write_text("churn-a\n")
     curves = data.churn_curves(lake)
     assert curves is not None
     assert curves.source == "churn-a" and curves.roc[0].area == 0.6
+    # A folder `latest` does not name (e.g. left by an interrupted training) is never shown.
+    (models / "latest").unlink()
+    assert data.churn_curves(lake) is None
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -324,13 +328,22 @@ def test_a_section_that_raises_is_shown_and_fails_the_step(
 
     sections = tuple((sid, t, broken if sid == "funnel" else fn) for sid, t, fn in step.SECTIONS)
     monkeypatch.setattr(step, "SECTIONS", sections)
-    result = step.run(lake, StepContext(run_id="r-test"))
+    changed = frozenset({"silver/sales"})  # a run that changed a table keeps a dated copy
+    result = step.run(lake, StepContext(run_id="r-test", tables_written=changed))
     assert result.status == "failed"
     assert "funnel" in (result.message or "") and "bad frame" in (result.message or "")
     html = Path(result.metrics["path"]).read_text(encoding="utf-8")
     assert 'data-error="true"' in html and "ValueError: bad frame" in html
     assert 'id="section-revenue"' in html  # the other sections still rendered
     assert Path(result.metrics["copy"]).name == "report-r-test.html"
+
+
+def test_report_step_keeps_a_copy_only_when_the_run_changed_a_table(lake: Lake) -> None:
+    unchanged = step.run(lake, StepContext(run_id="r-same"))
+    assert unchanged.metrics["copy"] is None
+    assert Path(unchanged.metrics["path"]).name == "report.html"  # always the latest
+    changed = step.run(lake, StepContext(run_id="r-new", tables_written=frozenset({"gold/x"})))
+    assert Path(changed.metrics["copy"]).name == "report-r-new.html"
 
 
 def test_prune_keeps_the_newest_copies(tmp_path: Path) -> None:
@@ -345,6 +358,7 @@ def test_prune_keeps_the_newest_copies(tmp_path: Path) -> None:
 
 def test_cli_report_json_and_out(tmp_path: Path) -> None:
     out = tmp_path / "elsewhere" / "r.html"
+    (tmp_path / "ws" / "data" / "landing").mkdir(parents=True)  # a workspace, not a typo
     result = CliRunner().invoke(
         app, ["report", "--workspace", str(tmp_path / "ws"), "--out", str(out), "--json"]
     )

@@ -64,7 +64,7 @@ def test_dry_run_changes_nothing(settings: Settings, lake: Lake) -> None:
 def test_apply_compacts_and_vacuums_keeping_content(settings: Settings, lake: Lake) -> None:
     rows = _many_small_appends(lake, 5)
     code, out = optimize(
-        settings.workspace, "--table", QUALITY, "--apply", "--retention-hours", "0"
+        settings.workspace, "--table", QUALITY, "--apply", "--retention-hours", "0", "--force"
     )
     assert code == 0, out
     (row,) = out["tables"]

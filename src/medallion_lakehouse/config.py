@@ -296,3 +296,72 @@ def load_settings(workspace: str | Path | None = None, **overrides: Any) -> Sett
         raise ConfigError(
             f"{env} is not valid JSON{cause}: set it to JSON, e.g. {env}={_json_example(field)}."
         ) from exc
+
+
+def require_landing(settings: Settings) -> Path:
+    """The local landing folder, or a ConfigError: a missing folder is not `no new files`."""
+    landing = settings.landing_path
+    if "://" in landing:
+        raise ConfigError(
+            f"landing_dir {landing} is an object-store URI: bronze reads local landing "
+            "folders only; copy the files to a local folder and set landing_dir to it."
+        )
+    path = Path(landing)
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise ConfigError(
+            f"landing folder {landing} {what}: create it and put files there (or run "
+            "`medallion generate`), or point --landing / landing_dir at the right folder."
+        )
+    return path
+
+
+_SECRET_WORDS = ("secret", "password", "token", "key", "credential", "sas")
+
+
+def _masked(name: str, value: Any) -> Any:
+    """storage_options values that look like credentials are shown as ***."""
+    if name == "storage_options" and isinstance(value, dict):
+        return {
+            k: "***" if any(w in k.lower() for w in _SECRET_WORDS) else v for k, v in value.items()
+        }
+    return value
+
+
+def setting_sources(
+    settings: Settings, flags: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every setting with its resolved value and where that value came from.
+
+    The source is `flag --x`, the `MEDALLION_*` variable, `medallion.toml:LINE`, or `default`,
+    following load_settings's precedence (flags > environment > file > default).
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    toml_file = settings.workspace / CONFIG_FILE_NAME
+    toml = _read_toml(toml_file) if toml_file.is_file() else {}
+    rows = []
+    for name in Settings.model_fields:
+        if name == "workspace":
+            source = (
+                "flag --workspace"
+                if flags.get("workspace")
+                else (
+                    "MEDALLION_WORKSPACE"
+                    if os.environ.get("MEDALLION_WORKSPACE")
+                    else "current folder"
+                )
+            )
+        elif name in flags:
+            source = f"flag --{name.replace('_', '-')}"
+        elif (env := _env_name(name, os.environ)) is not None:
+            source = env
+        elif name in toml:
+            line = _toml_line(toml_file, name)
+            source = f"{toml_file}:{line}" if line else str(toml_file)
+        else:
+            source = "default"
+        value = _masked(name, getattr(settings, name))
+        rows.append({"setting": name, "value": value, "source": source})
+    for name in ("landing_path", "lake_path", "models_path", "reports_path"):
+        rows.append({"setting": name, "value": getattr(settings, name), "source": "derived"})
+    return rows

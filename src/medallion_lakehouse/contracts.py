@@ -7,11 +7,19 @@ Each layer declares its tables next to the code that builds them (`bronze/contra
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pyarrow as pa
 
+from medallion_lakehouse.checks import Check, RowRule
 from medallion_lakehouse.errors import TableNotFoundError
+
+# How the pipeline writes a table: `append` adds rows; `replace_partitions` replaces the
+# partitions a run rebuilt (one predicate overwrite on the partition column); `replace_rows`
+# replaces the rows of the batches a run processed (on `_batch_id`); `overwrite` replaces the
+# table. A full refresh overwrites any of them.
+TableWriteMode = Literal["append", "replace_partitions", "replace_rows", "overwrite"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,22 @@ class TableContract:
     key: tuple[str, ...] = ()
     partition_by: tuple[str, ...] = ()
     description: str = ""
-    write_mode: str = "append"  # how the pipeline writes it: append | replace partitions | ...
-    checks: tuple[str, ...] = field(default_factory=tuple)  # human-readable invariants
+    write_mode: TableWriteMode = "append"
+    write_note: str = ""  # what decides the rows or partitions written, in words
+    upstream: tuple[str, ...] = ()  # tables it is built from (the lineage graph's edges)
+    checks: tuple[Check, ...] = ()  # run by the step that writes it (quality.py)
+    rules: tuple[RowRule, ...] = ()  # applied to each incoming row on the way in
+    notes: tuple[str, ...] = ()  # invariants proven elsewhere (e.g. by `medallion audit`)
+    written_by: str = ""  # the pipeline step that writes it, when not its layer's (ml)
 
     @property
     def layer(self) -> str:
         return self.name.split("/", 1)[0]
+
+    @property
+    def step(self) -> str:
+        """The pipeline step that writes the table."""
+        return self.written_by or self.layer
 
     @property
     def schema(self) -> pa.Schema:
@@ -49,6 +67,21 @@ class TableContract:
 
     def empty(self) -> pa.Table:
         return self.schema.empty_table()
+
+    def write_args(
+        self, *, full: bool = False, values: Iterable[Any] | None = None
+    ) -> dict[str, Any]:
+        """`mode` / `replace` keywords of `Lake.write*` for this table's write mode.
+
+        `values` are the partitions (replace_partitions) or batch ids (replace_rows) the run
+        rebuilt; `full` (a full refresh, or the table's first write) overwrites the table.
+        """
+        if full or self.write_mode == "overwrite":
+            return {"mode": "overwrite"}
+        if self.write_mode == "append":
+            return {"mode": "append"}
+        column = self.partition_by[0] if self.write_mode == "replace_partitions" else "_batch_id"
+        return {"mode": "append", "replace": {column: sorted(values or ())}}
 
 
 _REGISTRY: dict[str, TableContract] = {}
@@ -67,6 +100,7 @@ def _load_all() -> None:
         "medallion_lakehouse.bronze.contract",
         "medallion_lakehouse.silver.contract",
         "medallion_lakehouse.gold.contract",
+        "medallion_lakehouse.gold.tables",
         "medallion_lakehouse.ml.contract",
         "medallion_lakehouse.meta",
     ):

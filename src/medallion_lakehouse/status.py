@@ -56,3 +56,34 @@ def table_status(lake: Lake, name: str) -> TableStatus:
 
 def lake_status(lake: Lake) -> list[TableStatus]:
     return [table_status(lake, c.name) for c in all_contracts()]
+
+
+def rows_at(lake: Lake, name: str, version: int) -> int | None:
+    """Rows of `name` at `version`, from the log's file statistics (None if not known)."""
+    table = open_table(lake.uri(name), version=version, storage_options=lake.storage_options)
+    if table is None:
+        return None
+    batch = add_actions(table)
+    if batch.num_rows == 0:
+        return 0
+    if "num_records" not in batch.column_names or batch.column("num_records").null_count:
+        return None
+    return int(pc.sum(batch.column("num_records")).as_py() or 0)
+
+
+def rows_removed(lake: Lake, name: str, commit: dict[str, Any]) -> int | None:
+    """Rows a commit removed: its own metric, else (for a partition overwrite, whose metrics
+    count files only) the row counts before and after it. None when neither is known."""
+    metrics = commit.get("operationMetrics") or {}
+    for key in ("num_deleted_rows", "num_removed_rows", "numDeletedRows"):
+        if metrics.get(key) is not None:
+            return int(metrics[key])
+    version = commit.get("version")
+    added = metrics.get("num_added_rows")
+    if not isinstance(version, int) or added is None or not metrics.get("num_removed_files"):
+        return 0 if added is not None and version is not None else None
+    before = rows_at(lake, name, version - 1) if version > 0 else 0
+    after = rows_at(lake, name, version)
+    if before is None or after is None:
+        return None
+    return before + int(added) - after

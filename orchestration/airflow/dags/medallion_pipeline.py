@@ -218,6 +218,9 @@ def medallion_reprocess() -> None:
     @task.bash(task_id="reprocess", do_xcom_push=False)
     def reprocess(params: dict[str, Any]) -> str:
         if params.get("full_refresh"):
+            if params.get("from_date") or params.get("to_date"):
+                # `medallion run` refuses both at once: say so before a task is even started.
+                raise ValueError("give full_refresh or from_date/to_date, not both")
             extra = ["--full-refresh"]
         else:
             start, end = params.get("from_date") or "", params.get("to_date") or ""

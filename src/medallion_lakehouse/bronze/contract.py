@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from medallion_lakehouse.checks import unique_key
 from medallion_lakehouse.contracts import Column, TableContract, register
 
 # The source columns bronze knows by name. Anything else lands in `_rescued_data`.
@@ -51,14 +52,15 @@ BRONZE_SALES = TableContract(
         "Every source column kept as a string (nothing parsed, nothing lost); a column that is "
         "absent from a file is null, an empty field is an empty string."
     ),
-    write_mode="append (one commit per file; files already ingested are skipped by sha256)",
+    write_mode="append",
+    write_note="one commit per file; files already ingested are skipped by sha256",
     columns=(
         *(Column(c, pa.string(), f"Source column `{c}` as received.") for c in SOURCE_COLUMNS),
         *LINEAGE_COLUMNS,
         Column("_rescued_data", pa.string(), "JSON of columns not in the expected schema."),
         Column("_ingest_date", pa.string(), "UTC date of ingestion, YYYY-MM-DD (partition)."),
     ),
-    checks=("(_batch_id, _source_line) is unique",),
+    checks=(unique_key(),),
 )
 
 BRONZE_REJECTS = TableContract(
@@ -71,7 +73,8 @@ BRONZE_REJECTS = TableContract(
         "parsing resumes on the next line), a field over the size limit, undecodable bytes, "
         "blank lines, invalid JSON (including nesting too deep and lone surrogate escapes)."
     ),
-    write_mode="append (same commit rules as bronze/sales)",
+    write_mode="append",
+    write_note="same commit rules as bronze/sales",
     columns=(
         *LINEAGE_COLUMNS,
         Column("raw_line", pa.string(), "The line's text (undecodable bytes replaced by U+FFFD)."),

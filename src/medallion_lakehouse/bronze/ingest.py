@@ -259,6 +259,13 @@ def _lineage(batches: Iterable[pa.RecordBatch], lineage: Lineage) -> Iterator[pa
         yield pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
+def bronze_rows(parsed: pa.Table, lineage: Lineage) -> pa.Table:
+    """A parsed landing file as the bronze rows an ingest would commit (read-only, for `plan`)."""
+    return pa.Table.from_batches(
+        list(_lineage(parsed.to_batches(), lineage)), schema=BRONZE_SALES.schema
+    )
+
+
 def _repeat(value: str, n: int) -> pa.Array:
     # A dictionary-decoded constant column is far cheaper to build than a Python list.
     return pa.DictionaryArray.from_arrays(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,19 +17,28 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from medallion_lakehouse.bronze.profile import ExploreResult, explore_file
 from medallion_lakehouse.cli.app import (
+    OUTPUT,
     JsonOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
     err_console,
     handle_errors,
+    log,
+    say,
     settings_from,
+    show_table,
 )
+from medallion_lakehouse.cli.args import parse_day
+from medallion_lakehouse.config import Settings
+from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.generate import GenerateOptions, Manifest, generate
-from medallion_lakehouse.generate.explore import ExploreResult, explore_file
+from medallion_lakehouse.generate.manifest import MANIFEST_NAME
 from medallion_lakehouse.generate.options import FileFormat
+from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.meta import INGESTED_FILES
 
 _DEFAULTS = GenerateOptions()
 
@@ -69,12 +77,11 @@ def generate_command(
     ] = None,
     stores: Annotated[int, typer.Option(help="Number of stores (1-999).")] = _DEFAULTS.stores,
     start: Annotated[
-        datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="First sale date (default: a year before end)."),
+        str | None,
+        typer.Option(help="First sale date, YYYY-MM-DD (default: a year before end)."),
     ] = None,
     end: Annotated[
-        datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Last sale date (default: yesterday)."),
+        str | None, typer.Option(help="Last sale date, YYYY-MM-DD (default: yesterday).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed + options = same bytes.")] = (
         _DEFAULTS.seed
@@ -125,17 +132,19 @@ def generate_command(
     Vectorised and seeded: the same --seed and options give byte-identical files; memory is
     bounded by --chunk-rows, not --rows. `_manifest.json` next to the files counts every
     injected defect (duplicates, late rows, corrections, invalid values, missing fields).
+    sale_ids derive from the seed: a lake that already ingested files of the same seed gets a
+    warning. Exit codes: 0 ok; 2 bad option or files already there (see --overwrite).
     """
     with handle_errors():
         if fmt not in ("csv", "jsonl", "parquet"):
-            raise typer.BadParameter("expected csv, jsonl or parquet", param_hint="--format")
+            raise ConfigError(f"--format {fmt!r}: choose csv, jsonl or parquet.")
         fmt_checked: FileFormat = fmt  # type: ignore[assignment]
         opts = GenerateOptions(
             rows=rows,
             customers=customers,
             stores=stores,
-            start=_as_date(start),
-            end=_as_date(end),
+            start=parse_day(start, "--start"),
+            end=parse_day(end, "--end"),
             seed=seed,
             format=fmt_checked,
             files=files,
@@ -148,7 +157,21 @@ def generate_command(
             seed_compatible=seed_compatible,
             chunk_rows=chunk_rows,
         )
-        target = out if out is not None else Path(settings_from(workspace).landing_path)
+        target = out
+        if target is None:
+            # Writing landing files is what makes a workspace: generate may create one (and
+            # says where it wrote), unlike the commands that would only read an empty lake.
+            settings = settings_from(workspace, require_workspace=False)
+            target = Path(settings.landing_path)
+            reused = reused_seed(settings, seed) if not seed_compatible else None
+            if reused:
+                log(
+                    "warning",
+                    f"this lake already ingested {reused}, generated with seed {seed}: the same "
+                    "seed gives the same sale_ids, so these sales would replace the earlier ones "
+                    "in silver instead of adding to them. Pass another --seed, or use a new "
+                    "workspace (`medallion init -w DIR`).",
+                )
         began = time.perf_counter()
         with Progress(
             TextColumn("[bold]generate[/]"),
@@ -156,7 +179,7 @@ def generate_command(
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=err_console,
-            disable=not sys.stderr.isatty(),
+            disable=OUTPUT.plain or OUTPUT.quiet or not sys.stderr.isatty(),
             transient=True,
         ) as bar:
             task = bar.add_task("rows", total=_expected_lines(opts))
@@ -167,16 +190,40 @@ def generate_command(
         if json_out:  # the manifest, plus how long this run took (not stored in the file)
             emit_json({**manifest.to_dict(), "elapsed_seconds": round(seconds, 3)})
             return
-        console.print(manifest_table(manifest))
+        show_table(manifest_table(manifest))
         rate = manifest.rows / seconds if seconds > 0 else 0.0
-        console.print(
+        say(
             f"[green]wrote[/] {len(manifest.files)} file(s), {manifest.rows:,} rows to {target} "
             f"in {seconds:.1f} s ({rate:,.0f} rows/s); manifest: _manifest.json"
         )
 
 
-def _as_date(value: datetime | None) -> date | None:
-    return value.date() if value is not None else None
+def reused_seed(settings: Settings, seed: int) -> str | None:
+    """A landing file generated with `seed` that the lake already ingested, if any.
+
+    The generator's manifests say which files a seed made; the ingest ledger says which of
+    them reached bronze.
+    """
+    landing = Path(settings.landing_path)
+    if not landing.is_dir() or not Path(settings.table_uri(INGESTED_FILES.name)).exists():
+        return None
+    with Lake(settings) as lake:
+        ingested = set(
+            lake.read_arrow(INGESTED_FILES.name, columns=["source_file"]).column(0).to_pylist()
+        )
+    for path in sorted(landing.rglob(MANIFEST_NAME)):
+        try:
+            manifest = Manifest.read(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not one of ours, or damaged: nothing to compare
+        if manifest.seed != seed or "sale_id" not in manifest.columns:
+            continue
+        folder = path.parent.relative_to(landing)
+        for f in manifest.files:
+            name = (folder / f.name).as_posix()
+            if name in ingested:
+                return name
+    return None
 
 
 def explore_tables(result: ExploreResult) -> list[Table]:
@@ -236,11 +283,15 @@ def explore_command(
     file: Annotated[Path, typer.Argument(help="A landing file (csv, jsonl or parquet).")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Quick EDA of a landing file: rows, nulls per column, store-id shapes, values, totals."""
+    """Quick EDA of a landing file: rows, nulls per column, store-id shapes, values, totals.
+
+    Reads the FILE only (no workspace). Exit codes: 0 ok; 2 a file that is missing or cannot
+    be read as csv, jsonl or parquet.
+    """
     with handle_errors():
         result = explore_file(file)
         if json_out:
             emit_json(result.to_dict())
             return
         for table in explore_tables(result):
-            console.print(table)
+            show_table(table)

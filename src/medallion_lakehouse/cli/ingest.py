@@ -12,19 +12,23 @@ from rich.table import Table
 from medallion_lakehouse.bronze.ingest import FileOutcome, IngestResult, discover
 from medallion_lakehouse.bronze.readers import ReaderOptions
 from medallion_lakehouse.cli.app import (
+    OUTPUT,
     EngineOpt,
     JsonOpt,
     WaitOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
     err_console,
     handle_errors,
+    log,
     plain,
+    say,
     settings_from,
+    show_table,
     write_step,
 )
+from medallion_lakehouse.config import require_landing
 from medallion_lakehouse.pipeline.steps import bronze_step
 
 
@@ -82,15 +86,16 @@ def ingest_command(
 ) -> None:
     """Ingest new landing files into bronze/sales (already-ingested files are skipped).
 
-    Exit code 1 when a file could not be read at all; every other file still lands. A file still
-    being written is left for a later run (status `waiting`).
+    A file still being written is left for a later run (status `waiting`). Exit codes: 0 ok;
+    1 a file could not be read at all (every other file still lands); 2 a missing landing
+    folder, bad option or not a workspace; 75 another writer holds the lake.
     """
     with handle_errors():
-        given = str(landing.resolve()) if landing else None
+        given = str(landing.expanduser().resolve()) if landing else None
         settings = settings_from(
             workspace, engine, landing_dir=given, landing_verify=verify or None
         )
-        root = Path(settings.landing_path)
+        root = require_landing(settings)  # a missing folder is an error, not "no files"
         paths = discover(root, options=ReaderOptions.from_settings(settings))
         total = sum(p.stat().st_size for p in paths if p.exists())
         with Progress(
@@ -99,7 +104,7 @@ def ingest_command(
             DownloadColumn(),
             TransferSpeedColumn(),
             console=err_console,
-            disable=json_out or not err_console.is_terminal,
+            disable=json_out or OUTPUT.plain or OUTPUT.quiet,
             transient=True,
         ) as progress:
             task = progress.add_task("ingest", total=total or None)
@@ -119,12 +124,16 @@ def ingest_command(
             emit_json(ingest_summary(result))
         else:
             for note in result.repairs:
-                console.print(f"[yellow]recovered:[/] {note}")
+                log("note", f"recovered: {note}")
             if not paths:
-                console.print(f"No landing files in {root}.")
+                say(
+                    plain(
+                        f"No landing files in {root}: copy files there or run `medallion generate`."
+                    )
+                )
             else:
-                console.print(files_table(result.files))
-            console.print(
+                show_table(files_table(result.files))
+            say(
                 f"{result.ingested} ingested, {result.skipped} skipped, {result.waiting} waiting, "
                 f"{result.failed} failed; {result.rows:,} rows, {result.rejects:,} rejected lines."
             )

@@ -12,10 +12,11 @@ from medallion_lakehouse.cli.app import (
     JsonOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
-    err_console,
+    error_line,
     handle_errors,
+    plain,
+    say,
     settings_from,
 )
 from medallion_lakehouse.config import Settings
@@ -119,8 +120,9 @@ def unlock_cmd(
 
     On an object store, a lease not renewed for its ttl (lock_lease_seconds) is removed; a live
     one only with --force. A local lake's lock is released by the kernel when its holder dies,
-    so there is never anything to remove: the command says whether it is held. Exits 75 when a
-    live holder keeps the lock.
+    so there is never anything to remove: the command says whether it is held. Exit codes: 0
+    the lake is free (or a stale lease was removed); 2 not a workspace; 75 a live holder keeps
+    the lock.
     """
     with handle_errors():
         settings = settings_from(workspace)
@@ -129,12 +131,15 @@ def unlock_cmd(
         emit_json(data)
     else:
         holder = data["holder"]
-        console.print(f"lake {data['lake']} ({data['kind']}: {data['location']}): {data['state']}")
+        say(plain(f"lake {data['lake']} ({data['kind']}: {data['location']}): {data['state']}"))
         if holder:
-            console.print(
+            say(
                 f"holder: pid {holder['pid']} on {holder['host']}, run {holder['run_id']}, "
                 f"{holder['command']}, since {holder['started_at']}"
             )
-        (err_console if code else console).print(data["message"])
+        if code:
+            error_line(data["message"])
+        else:
+            say(plain(data["message"]))
     if code:
         raise typer.Exit(code)

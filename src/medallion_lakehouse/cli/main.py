@@ -16,7 +16,10 @@ _COMMAND_MODULES = (
     "ml",
     "report",
     "ops",
+    "workspace",
+    "runs",
     "lock",
+    "look",  # sql, trace, plan, verify (issue 18)
 )
 
 for _name in _COMMAND_MODULES:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +16,14 @@ from medallion_lakehouse.cli.app import (
     WaitOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
     handle_errors,
+    say,
     settings_from,
+    show_table,
     write_step,
 )
+from medallion_lakehouse.cli.args import parse_day
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 
@@ -30,15 +31,6 @@ AsOfOpt = Annotated[
     str | None,
     typer.Option("--as-of", help="Newest date to use, YYYY-MM-DD (default: the newest sale)."),
 ]
-
-
-def _date(value: str | None, flag: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{flag} expects YYYY-MM-DD, got {value!r}") from None
 
 
 def _metrics_table(metrics: dict[str, Any]) -> Table:
@@ -83,6 +75,9 @@ def train_command(
     Writes data/models/churn-<run_id>/ (model, card.md, card.json, curves.json), points
     data/models/latest at it and appends _meta/model_metrics. Exit code 4 when the data cannot
     support a model (too little history, too few customers, one class).
+
+    Exit codes: 0 ok; 1 failed; 2 bad option or not a workspace; 4 too little data for an
+    honest model; 75 another writer holds the lake.
     """
     with handle_errors():
         # scikit-learn is imported by these commands only, not at every CLI start-up.
@@ -92,7 +87,7 @@ def train_command(
 
         settings = settings_from(workspace, engine, spark_master, spark_conf)
         cfg = ChurnConfig.from_settings(settings, horizon_days=horizon, min_customers=min_customers)
-        day = _date(as_of, "--as-of")
+        day = parse_day(as_of, "--as-of")
         trained: list[TrainResult] = []
 
         def train_step(lake: Lake, ctx: StepContext) -> StepResult:
@@ -117,13 +112,13 @@ def train_command(
                 }
             )
             return
-        console.print(_metrics_table(metrics))
-        console.print(
+        show_table(_metrics_table(metrics))
+        say(
             f"Train cutoff {metrics['train_cutoff']} ({metrics['n_train']:,} customers), test "
             f"cutoff {metrics['test_cutoff']} ({metrics['n_test']:,} customers), horizon "
             f"{metrics['horizon_days']} days. Lift over baseline: ROC AUC {metrics['lift']:+.4f}."
         )
-        console.print(f"Saved {result.model_dir} (model card: {result.model_dir / 'card.md'}).")
+        say(f"Saved {result.model_dir} (model card: {result.model_dir / 'card.md'}).")
 
 
 @app.command("score")
@@ -140,13 +135,17 @@ def score_command(
     wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Score every active customer at the newest sale date into gold/churn_scores (overwrite)."""
+    """Score every active customer at the newest sale date into gold/churn_scores (overwrite).
+
+    Exit codes: 0 ok; 1 failed (no trained model, say); 2 bad option or not a workspace;
+    75 another writer holds the lake.
+    """
     with handle_errors():
         from medallion_lakehouse.ml.contract import CHURN_SCORES
         from medallion_lakehouse.ml.step import ScoreResult, score
 
         settings = settings_from(workspace, engine, spark_master, spark_conf)
-        day = _date(as_of, "--as-of")
+        day = parse_day(as_of, "--as-of")
         scored: list[ScoreResult] = []
 
         def score_step(lake: Lake, ctx: StepContext) -> StepResult:
@@ -170,7 +169,7 @@ def score_command(
         if json_out:
             emit_json(summary)
             return
-        console.print(
+        say(
             f"Scored {result.customers:,} customers as of {result.as_of} with {result.version}: "
             f"{result.at_risk:,} at risk. gold/churn_scores is at version {result.table_version}."
         )

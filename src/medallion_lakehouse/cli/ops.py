@@ -1,83 +1,77 @@
-"""`medallion optimize` (compact small files, vacuum old ones) and `medallion demo`."""
+"""`medallion optimize` (compact small files, vacuum old ones) and `medallion restore`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from medallion_lakehouse.cli.app import (
-    EngineOpt,
     JsonOpt,
-    SparkConfOpt,
-    SparkMasterOpt,
     WaitOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
-    err_console,
     handle_errors,
+    log,
     plain,
+    say,
     settings_from,
+    show_table,
     write_step,
 )
-from medallion_lakehouse.cli.run import execute
-from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import all_contracts, get_contract
+from medallion_lakehouse.errors import ConfigError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult, new_run_id
-from medallion_lakehouse.pipeline.steps import STEP_ORDER
-from medallion_lakehouse.storage.delta import CommitInfo, add_actions, open_table
+from medallion_lakehouse.storage.delta import CommitInfo
+from medallion_lakehouse.storage.maintenance import (
+    DEFAULT_RETENTION_HOURS,
+    missing_files,
+    optimize_table,
+    restore_table,
+)
 
-DEFAULT_RETENTION_HOURS = 168  # Delta's default: time travel keeps working for a week
-SMALL_FILE_BYTES = 16 << 20
+WRITE_EXIT_CODES = (
+    "Exit codes: 0 ok; 2 bad option, unknown table or version; 75 another writer holds the lake."
+)
 
 
-def optimize_table(
-    settings: Settings, name: str, *, apply: bool, retention_hours: float, run_id: str
-) -> dict[str, Any] | None:
-    """Compact and vacuum one table (or, without `apply`, say what would be done)."""
-    table = open_table(settings.table_uri(name), storage_options=settings.storage_options)
-    if table is None:
+def check_retention(hours: int, force: bool) -> str | None:
+    """A retention that ends time travel sooner than Delta's week needs --force; the warning."""
+    if hours >= DEFAULT_RETENTION_HOURS:
         return None
-    actions = add_actions(table)
-    sizes = [int(s) for s in actions.column("size_bytes").to_pylist()] if actions.num_rows else []
-    hours = int(retention_hours)
-    # Delta refuses a retention under the table's configured minimum unless told otherwise;
-    # the user asked for it explicitly, so honour it.
-    enforce = hours >= DEFAULT_RETENTION_HOURS
-    row: dict[str, Any] = {
-        "table": name,
-        "version": table.version(),
-        "files": len(sizes),
-        "small_files": sum(1 for s in sizes if s < SMALL_FILE_BYTES),
-        "bytes": sum(sizes),
-        "compacted": None,
-        "vacuum_files": None,
-        "applied": apply,
-    }
-    props = CommitInfo(run_id=run_id, step="optimize").properties()
-    if apply:
-        metrics = table.optimize.compact(commit_properties=props)
-        row["compacted"] = {
-            "files_removed": metrics.get("numFilesRemoved", 0),
-            "files_added": metrics.get("numFilesAdded", 0),
-        }
-        row["version"] = table.version()
-    removed = table.vacuum(
-        retention_hours=hours,
-        dry_run=not apply,
-        enforce_retention_duration=enforce,
-        commit_properties=props if apply else None,
+    warning = (
+        f"--retention-hours {hours} is below Delta's default of {DEFAULT_RETENTION_HOURS} h: "
+        f"versions older than {hours} h become unreadable (`show --version`, `restore`)"
     )
-    row["vacuum_files"] = len(removed)
-    return row
+    if not force:
+        raise ConfigError(f"{warning}; pass --force if that is what you want.")
+    return warning
 
 
-@app.command("optimize")
+def _optimize_all(
+    lake: Lake, names: list[str], apply: bool, hours: int, run_id: str
+) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        if apply:
+            lake.check_writable()  # maintenance commits, too, only while the lock is held
+        done = optimize_table(
+            name,
+            lake.uri(name),
+            apply=apply,
+            retention_hours=hours,
+            commit=CommitInfo(run_id=run_id, step="optimize"),
+            storage_options=lake.storage_options,
+        )
+        if done is not None:
+            rows.append(done.as_dict())
+    return rows
+
+
+@app.command("optimize", epilog=WRITE_EXIT_CODES)
 def optimize_cmd(
     workspace: WorkspaceOpt = None,
     table: Annotated[
@@ -87,20 +81,30 @@ def optimize_cmd(
         bool, typer.Option("--apply", help="Do it (default: dry run that only reports).")
     ] = False,
     retention_hours: Annotated[
-        float,
+        int,
         typer.Option(
             "--retention-hours",
-            help="Vacuum removes unreferenced files older than this (time travel ends there).",
+            min=0,
+            help="Vacuum removes unreferenced files older than this many hours (time travel "
+            f"ends there). Below {DEFAULT_RETENTION_HOURS} needs --force.",
         ),
     ] = DEFAULT_RETENTION_HOURS,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help=f"Allow a retention under {DEFAULT_RETENTION_HOURS} hours."),
+    ] = False,
     wait: WaitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Compact small files (delta-rs optimize) and vacuum files no version needs any more."""
     with handle_errors():
+        warning = check_retention(retention_hours, force)
         settings = settings_from(workspace)
         names = [get_contract(table).name] if table else [c.name for c in all_contracts()]
+        if warning:
+            log("warning", warning + ".")
         rows: list[dict[str, Any]] = []
+        run_id = new_run_id()
         # A dry run only reads; applying rewrites files, so it goes through the writing session.
         if apply:
 
@@ -108,20 +112,19 @@ def optimize_cmd(
                 rows.extend(_optimize_all(lake, names, True, retention_hours, ctx.run_id))
                 return StepResult(step="optimize", tables={r["table"]: r["version"] for r in rows})
 
-            run_id = new_run_id()
             write_step(
                 settings, "optimize", optimize_step, command="medallion optimize", wait=wait,
                 run_id=run_id,
             )  # fmt: skip
         else:
-            run_id = new_run_id()
-            rows = _optimize_all(Lake(settings), names, False, retention_hours, run_id)
+            with Lake(settings) as lake:
+                rows = _optimize_all(lake, names, False, retention_hours, run_id)
         if json_out:
             emit_json({"run_id": run_id, "applied": apply, "tables": rows})
             return
         out = Table(title="optimize" + ("" if apply else " (dry run: add --apply to do it)"))
         for col in ("table", "version", "files", "small files", "compacted", "vacuum"):
-            out.add_column(col)
+            out.add_column(col, justify="left" if col in ("table", "vacuum") else "right")
         for r in rows:
             compacted = r["compacted"]
             out.add_row(
@@ -132,60 +135,64 @@ def optimize_cmd(
                 f"-{compacted['files_removed']} +{compacted['files_added']}" if compacted else "-",
                 f"{r['vacuum_files']} file(s) {'removed' if apply else 'would be removed'}",
             )
-        console.print(out)
+        show_table(out)
         if not rows:
-            console.print("No table has been written yet.")
+            say("No table has been written yet.")
 
 
-def _optimize_all(
-    lake: Lake, names: list[str], apply: bool, hours: float, run_id: str
-) -> list[dict[str, Any]]:
-    rows = []
-    for name in names:
-        if apply:
-            lake.check_writable()  # maintenance commits, too, only while the lock is held
-        row = optimize_table(lake.settings, name, apply=apply, retention_hours=hours, run_id=run_id)
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
-def _land_sample(settings: Settings, rows: int) -> str:
-    """Fill an empty landing folder with generated data."""
-    landing = Path(settings.landing_path)
-    if landing.is_dir() and any(p for p in landing.iterdir() if not p.name.startswith(".")):
-        return f"landing folder {landing} is not empty: running on the files already there"
-    landing.mkdir(parents=True, exist_ok=True)
-    from medallion_lakehouse.generate import GenerateOptions, generate
-
-    manifest = generate(GenerateOptions(rows=rows, seed=settings.seed), landing)
-    files = getattr(manifest, "files", [])
-    return f"generated {rows:,} sales into {landing} ({len(files)} file(s))"
-
-
-@app.command("demo")
-def demo_cmd(
+@app.command("restore", epilog=WRITE_EXIT_CODES)
+def restore_cmd(
+    table: Annotated[str, typer.Argument(help="Table to roll back, e.g. gold/daily_sales.")],
+    version: Annotated[
+        int, typer.Option("--version", "-v", min=0, help="The version to restore (see history).")
+    ],
     workspace: WorkspaceOpt = None,
-    engine: EngineOpt = None,
-    spark_master: SparkMasterOpt = None,
-    spark_conf: SparkConfOpt = None,
-    rows: Annotated[int, typer.Option("--rows", help="Sales to generate.", min=1)] = 100_000,
     wait: WaitOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Generate a sample, run every step, and say where the report and tables are."""
+    """Roll a table back to an earlier version (Delta RESTORE: a new commit, history kept).
+
+    Only that table moves: tables built from it are not rolled back, and silver's and gold's
+    incremental state in _meta still counts the later batches; rebuild downstream with
+    `medallion run --full-refresh --steps silver,gold` when that matters.
+    """
     with handle_errors():
-        settings = settings_from(workspace, engine, spark_master, spark_conf)
-        console.print(_land_sample(settings, rows))
-        report = execute(settings, steps=list(STEP_ORDER), wait=wait)
-        reports = sorted(
-            Path(settings.reports_path).glob("**/*.html"), key=lambda p: p.stat().st_mtime
+        settings = settings_from(workspace)
+        name = get_contract(table).name
+        with Lake(settings) as lake:
+            current = lake.version(name)
+            if current is None:
+                raise TableNotFoundError(f"{name} has not been written yet: nothing to restore.")
+            if version >= current:
+                raise ConfigError(
+                    f"{name} is at version {current}: --version must be an earlier one "
+                    f"(0..{current - 1})."
+                )
+            gone = missing_files(lake.uri(name), version, lake.storage_options)
+            if gone:
+                raise TableNotFoundError(
+                    f"version {version} of {name} was vacuumed ({gone} data files removed by "
+                    "`medallion optimize --apply`): it cannot be restored."
+                )
+        restored: list[dict[str, Any]] = []
+
+        def restore_step(lake: Lake, ctx: StepContext) -> StepResult:
+            lake.check_writable()
+            done = restore_table(
+                lake.uri(name), version, commit=ctx.commit("restore"),
+                storage_options=lake.storage_options,
+            )  # fmt: skip
+            restored.append(done)
+            return StepResult(step="restore", tables={name: done["version"]}, metrics=done)
+
+        write_step(settings, "restore", restore_step, command="medallion restore", wait=wait)
+        result = {"table": name, **restored[0]}
+        if json_out:
+            emit_json(result)
+            return
+        say(
+            plain(
+                f"{name} restored to the content of version {version} as version "
+                f"{result['version']} (`medallion history {name}` shows both)."
+            )
         )
-        console.print(
-            f"tables: {settings.lake_path} (try `medallion status -w {settings.workspace}`)"
-        )
-        if reports:
-            console.print(f"report: {reports[-1]} (open it in a browser)")
-        else:
-            err_console.print("no HTML report was written (see the report step above)")
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)

@@ -13,10 +13,12 @@ from medallion_lakehouse.cli.app import (
     JsonOpt,
     WorkspaceOpt,
     app,
-    console,
     emit_json,
     handle_errors,
+    markup,
+    say,
     settings_from,
+    show_table,
 )
 from medallion_lakehouse.lake import Lake
 
@@ -33,8 +35,9 @@ def report_command(
 ) -> None:
     """Write the HTML report (one file, opens from disk, works offline).
 
-    Sections whose tables are not written yet show a placeholder. Exit code 1 if a section
-    failed to render (the page is still written, with the error in place of that section).
+    Sections whose tables are not written yet show a placeholder. Exit codes: 0 ok; 1 a
+    section failed to render (the page is still written, with the error in place of that
+    section); 2 bad option or not a workspace.
     """
     with handle_errors():
         # matplotlib is imported here, not at start-up: every other command stays quick to start.
@@ -53,9 +56,9 @@ def report_command(
             for section, state in output.sections.items():
                 note = f" {output.errors[section]}" if section in output.errors else ""
                 table.add_row(section, f"[{colours[state]}]{state}[/]{note}")
-            console.print(table)
-            console.print(f"Wrote [bold]{output.path}[/] in {output.seconds:.2f} s")
+            show_table(table)
+            say(markup("Wrote [bold]{}[/] in {:.2f} s", output.path, output.seconds))
             if output.copy:
-                console.print(f"Copy: {output.copy}")
+                say(markup("Copy: {}", output.copy))
         if output.errors:
             raise typer.Exit(1)

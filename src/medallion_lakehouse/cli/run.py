@@ -6,10 +6,10 @@ from datetime import date
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Table
 
 from medallion_lakehouse.cli.app import (
+    OUTPUT,
     EngineOpt,
     JsonOpt,
     SparkConfOpt,
@@ -20,14 +20,18 @@ from medallion_lakehouse.cli.app import (
     console,
     emit_json,
     err_console,
+    error_line,
     handle_errors,
+    log,
     markup,
     plain,
+    say,
     settings_from,
+    show_table,
 )
+from medallion_lakehouse.cli.args import check_range, init_workspace, parse_day
+from medallion_lakehouse.cli.progress import STATE_STYLE, RunProgress
 from medallion_lakehouse.config import Settings
-from medallion_lakehouse.errors import ConfigError
-from medallion_lakehouse.pipeline.context import StepResult
 from medallion_lakehouse.pipeline.runner import RunReport, run_pipeline
 from medallion_lakehouse.pipeline.steps import STEP_ORDER, parse_steps
 
@@ -41,18 +45,27 @@ FullRefreshOpt = Annotated[
     bool, typer.Option("--full-refresh", help="Rebuild silver and gold from all of bronze.")
 ]
 FromOpt = Annotated[
-    str | None, typer.Option("--from", help="Reprocess sale dates from this day (YYYY-MM-DD).")
+    str | None,
+    typer.Option(
+        "--from",
+        help="Rebuild the silver and gold months covering sale dates from this day (YYYY-MM-DD).",
+    ),
 ]
-ToOpt = Annotated[str | None, typer.Option("--to", help="... up to this day (YYYY-MM-DD).")]
+ToOpt = Annotated[
+    str | None, typer.Option("--to", help="... up to this day, inclusive (YYYY-MM-DD).")
+]
+InitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--init", help="Create the workspace (folder, medallion.toml, landing) if it is missing."
+    ),
+]
 
-
-def parse_day(value: str | None, flag: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{flag} expects a date YYYY-MM-DD, got {value!r}.") from None
+RUN_EXIT_CODES = (
+    "Exit codes: 0 ok (skipped steps say why); 1 a step failed or a landing file could not be "
+    "read; 2 usage, configuration or a missing landing folder; 3 a quality gate held a batch; "
+    "75 another writer holds the lake; 130 interrupted (Ctrl-C), recorded in _meta/runs."
+)
 
 
 def summary_table(report: RunReport) -> Table:
@@ -72,8 +85,16 @@ def summary_table(report: RunReport) -> Table:
         ("secs", "right"),
         ("tables (version)", "left"),
     ):
-        table.add_column(col, justify=justify, no_wrap=col != "tables (version)")  # type: ignore[arg-type]
-    colour = {"ok": "green", "failed": "red", "skipped": "yellow"}
+        # Numbers and names keep their width at 80 columns; only the free text wraps.
+        text = col == "tables (version)"
+        table.add_column(
+            col,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=not text,
+            overflow="fold" if text else "ellipsis",
+            min_width=None if text else len(col),
+        )
+    colour = STATE_STYLE
     for r in report.steps:
         written = "\n".join(f"{t} v{v}" for t, v in sorted(r.tables.items()) if v is not None)
         table.add_row(
@@ -88,6 +109,14 @@ def summary_table(report: RunReport) -> Table:
     return table
 
 
+def report_path(report: RunReport) -> str | None:
+    """Where this run's report step wrote the HTML report, if it ran."""
+    for r in report.steps:
+        if r.step == "report" and r.metrics.get("path"):
+            return str(r.metrics["path"])
+    return None
+
+
 def execute(
     settings: Settings,
     *,
@@ -98,36 +127,8 @@ def execute(
     wait: float | None = None,
     json_out: bool = False,
 ) -> RunReport:
-    """Run with a Rich progress display (none with --json) and print the outcome."""
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.fields[step]}[/]", table_column=Column(no_wrap=True, width=7)),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console if json_out else console,
-        disable=json_out,
-        transient=False,
-    ) as progress:
-        tasks = {s: progress.add_task("waiting", total=None, step=s, start=False) for s in steps}
-
-        def on_step(name: str, result: StepResult | None) -> None:
-            task = tasks[name]
-            if result is None:
-                progress.start_task(task)
-                progress.update(task, description="running")
-                return
-            progress.update(
-                task,
-                total=1,
-                completed=1,
-                description=f"{result.status}: {result.message or ''}"[:80],
-            )
-            progress.stop_task(task)
-
-        def on_progress(name: str, done: float, total: float | None, text: str) -> None:
-            progress.update(tasks[name], completed=done, total=total, description=text[:80])
-
+    """Run with progress (none with --json), print the summary and what needs doing."""
+    with RunProgress(err_console if json_out else console, enabled=not json_out) as progress:
         report = run_pipeline(
             settings,
             steps=steps,
@@ -135,28 +136,36 @@ def execute(
             date_from=date_from,
             date_to=date_to,
             wait_seconds=wait,
-            on_progress=on_progress,
-            on_step=on_step,
+            on_progress=progress.on_progress,
+            on_step=progress.on_step,
         )
     if json_out:
-        emit_json(report.as_dict())
+        emit_json(report.as_dict() | {"report_path": report_path(report)})
     else:
         if report.lock_note:
-            err_console.print(markup("[yellow]note:[/] {}", report.lock_note))
-        console.print(summary_table(report))
+            log("note", report.lock_note)
+        show_table(summary_table(report))
         for r in report.steps:
             if r.status == "skipped" and r.message:
-                console.print(markup("[yellow]{} skipped:[/] {}", r.step, r.message))
-    if report.failed_step:
-        err_console.print(
-            markup("[bold red]error:[/] step {} failed: {}", report.failed_step, report.error)
+                say(markup("[yellow]{} skipped:[/] {}", r.step, r.message))
+        path = report_path(report)
+        if path:
+            say(markup("report: {} (open it in a browser)", path))
+    if report.interrupted_step:
+        error_line(
+            f"interrupted (Ctrl-C) during step {report.interrupted_step}: recorded in _meta/runs "
+            "as interrupted; what it committed before stays; run `medallion run` again to finish."
         )
+    elif report.failed_step:
+        error_line(f"step {report.failed_step} failed: {report.error}")
     elif report.error:
-        err_console.print(markup("[bold red]error:[/] {}", report.error))
+        error_line(report.error)
+    elif OUTPUT.quiet:
+        console.print(plain(f"run {report.run_id}: ok ({report.seconds:.1f} s)"))
     return report
 
 
-@app.command("run")
+@app.command("run", epilog=RUN_EXIT_CODES)
 def run_cmd(
     workspace: WorkspaceOpt = None,
     engine: EngineOpt = None,
@@ -167,17 +176,30 @@ def run_cmd(
     date_from: FromOpt = None,
     date_to: ToOpt = None,
     wait: WaitOpt = None,
+    init: InitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the pipeline bronze -> silver -> gold -> ml -> report (incremental by default)."""
+    """Run the pipeline bronze -> silver -> gold -> ml -> report (incremental by default).
+
+    A workspace that does not exist is an error unless --init creates it; so is a missing
+    landing folder when bronze runs. --from/--to and --full-refresh concern silver and gold.
+    """
     with handle_errors():
-        settings = settings_from(workspace, engine, spark_master, spark_conf)
+        selected = parse_steps(steps)
+        day_from, day_to = parse_day(date_from, "--from"), parse_day(date_to, "--to")
+        check_range(day_from, day_to, steps=selected, full_refresh=full_refresh)
+        settings = settings_from(
+            workspace, engine, spark_master, spark_conf, require_workspace=not init
+        )
+        if init:
+            for created in init_workspace(settings):
+                log("note", f"created {created}")
         report = execute(
             settings,
-            steps=parse_steps(steps),
+            steps=selected,
             full_refresh=full_refresh,
-            date_from=parse_day(date_from, "--from"),
-            date_to=parse_day(date_to, "--to"),
+            date_from=day_from,
+            date_to=day_to,
             wait=wait,
             json_out=json_out,
         )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pyarrow as pa
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
 from medallion_lakehouse.cli.app import (
+    OUTPUT,
     EngineOpt,
     JsonOpt,
     WorkspaceOpt,
@@ -18,17 +23,22 @@ from medallion_lakehouse.cli.app import (
     console,
     emit_json,
     handle_errors,
+    log,
     markup,
     plain,
+    say,
     settings_from,
+    show_table,
 )
 from medallion_lakehouse.contracts import get_contract
-from medallion_lakehouse.errors import TableNotFoundError
+from medallion_lakehouse.errors import ConfigError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.attention import needs_attention
-from medallion_lakehouse.status import lake_status
+from medallion_lakehouse.status import lake_status, rows_removed
+from medallion_lakehouse.storage.maintenance import missing_files
 
 TableArg = Annotated[str, typer.Argument(help="Table name, e.g. bronze/sales or silver/sales.")]
+READ_EXIT_CODES = "Exit codes: 0 ok; 2 unknown table, bad option or a workspace that is not one."
 
 
 def _fmt(value: Any) -> Text:
@@ -40,16 +50,56 @@ def _fmt(value: Any) -> Text:
     return plain(value)
 
 
-def arrow_table_view(data: pa.Table, title: str) -> Table:
-    view = Table(title=plain(title))
-    for name in data.column_names:
-        view.add_column(plain(name), overflow="fold")
-    for row in data.to_pylist():
+def _keeps_width(name: str, field_type: pa.DataType, key: tuple[str, ...]) -> bool:
+    """Numbers, dates, flags and ids are never cut or wrapped; free text wraps."""
+    if name in key or name.endswith("_id") or name.startswith("_batch"):
+        return True
+    return not (pa.types.is_string(field_type) or pa.types.is_large_string(field_type))
+
+
+_MIN_TEXT = 12  # a text column narrower than this is unreadable: show records as blocks
+
+
+def arrow_table_view(data: pa.Table, title: str, key: tuple[str, ...] = ()) -> Table:
+    """Rows as a table; when the fixed-width columns alone overflow the terminal, one block
+    per record instead (as psql's expanded mode), so that no number or id is cut."""
+    view = Table(title=plain(title), box=box.SIMPLE_HEAD, collapse_padding=True)
+    needed = 0  # the width the table needs with every fixed column whole
+    for field in data.schema:
+        fixed = _keeps_width(field.name, field.type, key)
+        cells = [len(_fmt(v).plain) for v in data.column(field.name).to_pylist()]
+        longest = max([len(field.name), *cells])
+        needed += (longest if fixed else min(longest, _MIN_TEXT)) + 1
+        view.add_column(
+            plain(field.name),
+            no_wrap=fixed,
+            overflow="fold",
+            justify="right" if pa.types.is_integer(field.type) or pa.types.is_decimal(field.type)
+            else "left",
+        )  # fmt: skip
+    rows = data.to_pylist()
+    for row in rows:
         view.add_row(*(_fmt(v) for v in row.values()))
-    return view
+    if OUTPUT.plain or not rows:
+        return view
+    if needed + 2 <= console.width:
+        return view
+    expanded = Table(title=plain(title), box=box.SIMPLE_HEAD, show_header=False)
+    expanded.add_column("column", no_wrap=True, style="bold")
+    expanded.add_column("value", overflow="fold")
+    for i, row in enumerate(rows):
+        if i:
+            expanded.add_section()
+        for name, value in row.items():
+            expanded.add_row(plain(name), _fmt(value))
+    return expanded
 
 
-@app.command("status")
+_STATUS_COLUMNS = ("table", "version", "rows", "files", "last commit (UTC)", "operation", "run")
+_WIDE = 110
+
+
+@app.command("status", epilog=READ_EXIT_CODES)
 def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Tables with their versions, row counts and last commit, and the last run."""
     with handle_errors():
@@ -68,36 +118,52 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
                 }
             )
             return
-        view = Table(title=plain(f"lake {settings.lake_path}"))
-        for col in ("table", "version", "rows", "files", "last commit", "operation", "run"):
+        view = Table(
+            title=plain(f"lake {settings.lake_path}"), box=box.SIMPLE_HEAD, collapse_padding=True
+        )
+        numbers = ("version", "rows", "files")
+        # Below 110 columns the files and operation columns give way (`--json` has them), so
+        # that versions, counts, times and run ids are never cut.
+        wide = OUTPUT.plain or console.width >= _WIDE
+        shown = [c for c in _STATUS_COLUMNS if wide or c not in ("files", "operation")]
+        for col in shown:
+            text = col in ("table", "operation")
             view.add_column(
                 col,
-                justify="right" if col in ("version", "rows", "files") else "left",
-                no_wrap=col == "table",
+                justify="right" if col in numbers else "left",
+                no_wrap=not text,
+                overflow="fold",
+                min_width=16 if col == "table" else None,
             )
         for t in tables:
-            if not t.exists:
-                view.add_row(t.name, "[dim]-[/]", "[dim]not written yet[/]", "", "", "", "")
-                continue
-            view.add_row(
-                t.name,
-                str(t.version),
-                f"{t.rows:,}" if t.rows is not None else "?",
-                str(t.files),
-                plain(t.last_commit or ""),
-                plain(t.last_operation or ""),
-                plain(t.last_run_id or ""),
-            )
-        console.print(view)
+            when = (t.last_commit or "").replace("T", " ").removesuffix("+00:00")
+            cells: dict[str, Text | str] = {
+                "table": plain(t.name),
+                "version": str(t.version) if t.exists else "[dim]-[/]",
+                "rows": (f"{t.rows:,}" if t.rows is not None else "?") if t.exists else "[dim]-[/]",
+                "files": str(t.files) if t.exists else "",
+                "last commit (UTC)": plain(when) if t.exists else "[dim]not written yet[/]",
+                "operation": plain(t.last_operation or ""),
+                "run": plain(t.last_run_id or ""),
+            }
+            view.add_row(*(cells[c] for c in shown))
+        show_table(view)
         if last_run:
             steps = ", ".join(f"{s['step']}={s['status']}" for s in last_run["steps"])
-            console.print(markup("Last run {}: {}", last_run["run_id"], steps))
+            say(markup("Last run {}: {}", last_run["run_id"], steps))
+            stopped = [s["step"] for s in last_run["steps"] if s["status"] == "interrupted"]
+            if stopped:
+                log(
+                    "warning",
+                    f"the last run was interrupted during step {stopped[0]}: run "
+                    "`medallion run` to finish its work.",
+                )
         else:
-            console.print("No run recorded yet: try `medallion run` (or `medallion demo`).")
+            say("No run recorded yet: try `medallion run` (or `medallion demo`).")
         for f in attention["failed_files"]:
-            console.print(markup("[red]failed file[/] {}: {}", f["source_file"], f["reason"]))
+            say(markup("[red]failed file[/] {}: {}", f["source_file"], f["reason"]))
         for b in attention["held_batches"]:
-            console.print(
+            say(
                 markup(
                     "[yellow]held batch[/] {} ({}): {} (`medallion held`)",
                     b["batch_id"],
@@ -122,58 +188,145 @@ def _last_run(lake: Lake) -> dict[str, Any] | None:
     }
 
 
-@app.command("show")
+def _columns(spec: str | None, available: list[str], table: str, flag: str) -> list[str]:
+    if not spec:
+        return []
+    names = [c.strip().removeprefix("-") for c in spec.split(",") if c.strip()]
+    unknown = [n.split(":")[0] for n in names if n.split(":")[0] not in available]
+    if unknown or not names:
+        raise ConfigError(
+            f"{flag} {spec!r}: {', '.join(unknown) or 'no column'} is not a column of {table}; "
+            f"choose from {', '.join(available)}."
+        )
+    return names
+
+
+def _order(spec: str | None, available: list[str], key: tuple[str, ...], table: str) -> list[Any]:
+    """`--order-by a,b:desc` (or `-b`) as Ibis sort keys; default: the table's key."""
+    import ibis
+
+    if spec is None:
+        return [k for k in key if k in available]
+    keys: list[Any] = []
+    for item in [c.strip() for c in spec.split(",") if c.strip()]:
+        name, _, direction = item.removeprefix("-").partition(":")
+        descending = item.startswith("-") or direction.lower() == "desc"
+        if direction.lower() not in ("", "asc", "desc"):
+            raise ConfigError(f"--order-by {item!r}: the direction is asc or desc (col:desc).")
+        _columns(name, available, table, "--order-by")
+        keys.append(ibis.desc(name) if descending else name)
+    return keys
+
+
+def _csv(data: pa.Table) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(data.column_names)
+    for row in data.to_pylist():
+        writer.writerow(["" if v is None else v for v in row.values()])
+    return buffer.getvalue()
+
+
+def _check_readable(lake: Lake, table: str, version: int | None) -> int | None:
+    """The current version; an error for a version that does not exist or was vacuumed."""
+    current = lake.version(table)
+    if version is None:
+        return current
+    if version < 0 or (current is not None and version > current):
+        raise TableNotFoundError(
+            f"{table} has versions 0..{current}; version {version} does not exist."
+        )
+    gone = missing_files(lake.uri(table), version, lake.storage_options)
+    if gone:
+        raise TableNotFoundError(
+            f"version {version} of {table} was vacuumed: {gone} of its data files were removed "
+            "by `medallion optimize --apply`, so it cannot be read (history still lists the "
+            "commit). Keep --retention-hours at 168 or more to keep a week of time travel."
+        )
+    return current
+
+
+@app.command(
+    "show",
+    epilog="Exit codes: 0 ok; 2 unknown table, column or version, or a vacuumed version.",
+)
 def show_command(
     table: TableArg,
     workspace: WorkspaceOpt = None,
     engine: EngineOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="Rows to show.")] = 20,
     version: Annotated[
-        int | None, typer.Option("--version", "-v", help="Time travel: read this table version.")
+        int | None,
+        typer.Option("--version", "-v", min=0, help="Time travel: read this table version."),
     ] = None,
     where: Annotated[
         str | None,
         typer.Option("--where", help="Keep rows where COLUMN=VALUE (string comparison)."),
     ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", "-c", help="Only these columns (comma-separated).")
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by",
+            help="Sort by these columns (comma-separated; COL:desc or -COL descending). "
+            "Default: the table's key.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="table (default), csv or json."),
+    ] = "table",
     json_out: JsonOpt = False,
 ) -> None:
-    """Print rows of a table (optionally as of an earlier version)."""
+    """Print rows of a table (optionally as of an earlier version), sorted by its key."""
     with handle_errors():
+        if fmt not in ("table", "csv", "json"):
+            raise ConfigError(f"--format {fmt!r}: choose table, csv or json.")
         settings = settings_from(workspace, engine)
-        get_contract(table)
+        contract = get_contract(table)
         with Lake(settings) as lake:
             if not lake.exists(table):
                 raise TableNotFoundError(
                     f"{table} has not been written yet in {settings.lake_path}: run "
                     "`medallion run` first."
                 )
-            current = lake.version(table)
-            if version is not None and (version < 0 or (current is not None and version > current)):
-                raise TableNotFoundError(
-                    f"{table} has versions 0..{current}; version {version} does not exist."
-                )
+            current = _check_readable(lake, table, version)
             expr = lake.read(table, version=version)
             if where:
                 column, sep, value = where.partition("=")
                 if not sep or column not in expr.columns:
-                    raise typer.BadParameter(
+                    raise ConfigError(
                         f"--where expects COLUMN=VALUE with a column of {table}: "
-                        f"{', '.join(expr.columns)}"
+                        f"{', '.join(expr.columns)}."
                     )
                 expr = expr.filter(expr[column].cast("string") == value)
+            keys = _order(order_by, list(expr.columns), tuple(contract.key), table)
+            if keys:
+                expr = expr.order_by(keys)
+            wanted = _columns(columns, list(expr.columns), table, "--columns")
+            if wanted:
+                expr = expr.select(wanted)
             data = lake.engine.to_arrow(expr.limit(limit))
-        if json_out:
+        if json_out or fmt == "json":
             emit_json(data.to_pylist())
+        elif fmt == "csv":
+            sys.stdout.write(_csv(data))  # data, not Rich: stays parseable
+            sys.stdout.flush()
         else:
             shown = version if version is not None else current
-            console.print(arrow_table_view(data, f"{table} @ version {shown}"))
+            view = arrow_table_view(data, f"{table} @ version {shown}", tuple(contract.key))
+            show_table(view)
 
 
-@app.command("history")
+@app.command("history", epilog=READ_EXIT_CODES)
 def history_command(
     table: TableArg,
     workspace: WorkspaceOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Newest N commits.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Newest N commits (N >= 1).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Commits of a table, newest first: operation, rows, and the run and step that wrote it."""
@@ -182,33 +335,36 @@ def history_command(
         get_contract(table)
         with Lake(settings) as lake:
             commits = lake.history(table, limit=limit)
+            for c in commits:
+                c["rows_removed"] = rows_removed(lake, table, c)
         if json_out:
             emit_json(commits)
             return
         if not commits:
-            console.print(plain(f"{table} has no commits yet."))
+            say(plain(f"{table} has no commits yet: run `medallion run` to write it."))
             return
-        view = Table(title=plain(f"history of {table}"))
-        for col in (
-            "version",
-            "when (UTC)",
-            "operation",
-            "rows added",
-            "rows removed",
-            "run",
-            "step",
-        ):
-            view.add_column(col)
+        view = Table(title=plain(f"history of {table}"), box=box.SIMPLE_HEAD)
+        for col in ("version", "when (UTC)", "operation", "rows added", "rows removed", "run",
+                    "step"):  # fmt: skip
+            numeric = col in ("version", "rows added", "rows removed")
+            view.add_column(
+                col,
+                justify="right" if numeric else "left",
+                no_wrap=col != "operation",
+                overflow="fold",
+            )
         for c in commits:
             metrics = c.get("operationMetrics", {}) or {}
             when = datetime.fromtimestamp(c["timestamp"] / 1000, UTC)
+            added = metrics.get("num_added_rows", metrics.get("num_copied_rows"))
+            removed = c["rows_removed"]
             view.add_row(
                 str(c.get("version")),
                 when.strftime("%Y-%m-%d %H:%M:%S"),
                 plain(c.get("operation")),
-                plain(metrics.get("num_added_rows", metrics.get("num_copied_rows", ""))),
-                plain(metrics.get("num_deleted_rows", "")),
+                "" if added is None else f"{int(added):,}",
+                "" if removed is None else f"{removed:,}",
                 plain(c.get("run_id", "")),
                 plain(c.get("step", "")),
             )
-        console.print(view)
+        show_table(view)

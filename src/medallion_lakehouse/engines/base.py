@@ -90,6 +90,10 @@ class Engine(ABC):
     def scalar(self, expr: ir.Scalar) -> Any:
         return self.backend.execute(expr)
 
+    def drop_cached(self, name: str) -> None:
+        """Drop a table `expr.cache()` made, when ibis' own release failed."""
+        self.backend.drop_table(name, force=True)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (Spark sessions)."""
 

@@ -168,6 +168,11 @@ class DuckDBEngine(Engine):
             storage_options=self.storage_options,
         )
 
+    def drop_cached(self, name: str) -> None:
+        # ibis 12 with sqlglot 30 renders DuckDB's DROP (release and drop_table alike) without
+        # the table name, so the statement is written here.
+        self.raw.execute(f'DROP TABLE IF EXISTS "{name}"')
+
     def delete_where(self, uri: str, predicate: str, *, commit: CommitInfo) -> int:
         return delta.delete_where(
             uri, predicate, commit=commit, storage_options=self.storage_options

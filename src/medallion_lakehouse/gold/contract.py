@@ -1,4 +1,5 @@
-"""Contracts of the gold tables this package builds (DESIGN.md section 4) and gold's watermark.
+"""Gold's shared columns and its watermark; each gold table's contract lives with its builder in
+`gold/tables/` (DESIGN.md section 4).
 
 Gold money columns are decimal(14,2): sums of silver's decimal(12,2) totals, exact to the cent.
 Revenue counts `completed` sales only; the other statuses get their own amount columns.
@@ -13,75 +14,8 @@ from medallion_lakehouse.contracts import Column, TableContract, register
 MONEY = pa.decimal128(14, 2)
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-_SALE_DATE = Column("sale_date", pa.date32(), "Calendar day of the sale.", nullable=False)
-_SALE_MONTH = Column("sale_month", pa.string(), "YYYY-MM of sale_date (partition).", nullable=False)
-
-DAILY_SALES = TableContract(
-    name="gold/daily_sales",
-    grain="one row per sale_date that has at least one current silver sale (any status)",
-    key=("sale_date",),
-    partition_by=("sale_month",),
-    description=(
-        "Daily sales KPIs from silver/sales. Revenue, units, orders and customers count completed "
-        "sales only; pending / cancelled / returned / unknown amounts are the sums of those "
-        "sales' totals. average_ticket = revenue / completed_orders rounded half-up to the cent "
-        "(null on a day without completed sales)."
-    ),
-    write_mode="replace partitions: only the sale_month partitions silver changed are rebuilt",
-    columns=(
-        _SALE_DATE,
-        Column("orders", pa.int64(), "Current sales of the day, any status.", nullable=False),
-        Column("completed_orders", pa.int64(), "Sales with status completed.", nullable=False),
-        Column("units", pa.int64(), "Sum of quantity over completed sales.", nullable=False),
-        Column("revenue", MONEY, "Sum of total over completed sales.", nullable=False),
-        Column("pending_amount", MONEY, "Sum of total over pending sales.", nullable=False),
-        Column("cancelled_amount", MONEY, "Sum of total over cancelled sales.", nullable=False),
-        Column("returned_amount", MONEY, "Sum of total over returned sales.", nullable=False),
-        Column(
-            "unknown_amount", MONEY, "Sum of total over sales of unknown status.", nullable=False
-        ),
-        Column(
-            "average_ticket",
-            MONEY,
-            "revenue / completed_orders, half-up to the cent; null without completed sales.",
-        ),
-        Column(
-            "distinct_customers",
-            pa.int64(),
-            "Distinct customer_id among completed sales.",
-            nullable=False,
-        ),
-        _SALE_MONTH,
-    ),
-    checks=(
-        "sale_date is unique and not null",
-        "amounts, units and counts are >= 0",
-        "revenue per day equals the sum of completed silver totals that day",
-    ),
-)
-
-PRODUCT_STORE_DAILY = TableContract(
-    name="gold/product_store_daily",
-    grain="one row per (sale_date, product, store_id) with at least one completed sale",
-    key=("sale_date", "product", "store_id"),
-    partition_by=("sale_month",),
-    description="Completed sales per day, product and store (the revenue-by-product/store view).",
-    write_mode="replace partitions: only the sale_month partitions silver changed are rebuilt",
-    columns=(
-        _SALE_DATE,
-        Column("product", pa.string(), "Canonical product name.", nullable=False),
-        Column("store_id", pa.string(), "Canonical store id NW-###.", nullable=False),
-        Column("revenue", MONEY, "Sum of total over completed sales.", nullable=False),
-        Column("units", pa.int64(), "Sum of quantity over completed sales.", nullable=False),
-        Column("orders", pa.int64(), "Number of completed sales.", nullable=False),
-        _SALE_MONTH,
-    ),
-    checks=(
-        "(sale_date, product, store_id) is unique and not null",
-        "revenue, units and orders are >= 0",
-        "revenue per day equals the sum of completed silver totals that day",
-    ),
-)
+SALE_DATE = Column("sale_date", pa.date32(), "Calendar day of the sale.", nullable=False)
+SALE_MONTH = Column("sale_month", pa.string(), "YYYY-MM of sale_date (partition).", nullable=False)
 
 GOLD_WATERMARK = TableContract(
     name="_meta/gold_watermark",
@@ -92,7 +26,8 @@ GOLD_WATERMARK = TableContract(
         "table. A month whose fingerprint changed (or appeared, or vanished) is rebuilt. It is "
         "written after the gold tables commit, so a crash in between only repeats work."
     ),
-    write_mode="overwrite (tiny; one commit per gold run that changed anything)",
+    write_mode="overwrite",
+    write_note="tiny; one commit per gold run that changed anything",
     columns=(
         Column("table", pa.string(), "Gold table name.", nullable=False),
         Column("sale_month", pa.string(), "Silver partition.", nullable=False),
@@ -109,6 +44,4 @@ GOLD_WATERMARK = TableContract(
     ),
 )
 
-GOLD_TABLES: tuple[TableContract, ...] = (DAILY_SALES, PRODUCT_STORE_DAILY)
-
-register(DAILY_SALES, PRODUCT_STORE_DAILY, GOLD_WATERMARK)
+register(GOLD_WATERMARK)

@@ -8,8 +8,10 @@ it read.
 1. Silver's version equals the one every gold table last consumed -> nothing to do, no commit.
 2. Otherwise fingerprint silver per month (one cheap aggregate) and rebuild, per table, the months
    whose fingerprint differs, appeared or vanished, plus the months covering `--from/--to`.
-3. Each table is checked (unique key, not null, non-negative, revenue reconciles with silver),
-   then replaced in one commit (`replace={"sale_month": months}`); `--full-refresh` overwrites it.
+3. Each table (a module of `gold/tables/`: contract + builder) is built for those months, its
+   contract's checks run (unique key, not null, non-negative, revenue reconciles with silver),
+   then it is written per its contract's write mode (the months replaced in one commit);
+   `--full-refresh` overwrites it.
 4. The watermark is written last. A crash before it only makes the next run rebuild the same
    months from the same silver snapshot, which gives the same rows (idempotent, crash-safe).
 
@@ -25,7 +27,7 @@ values without touching any fingerprint component (e.g. new silver code) needs `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -33,18 +35,11 @@ from typing import Any
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from medallion_lakehouse.contracts import TableContract
-from medallion_lakehouse.errors import QualityGateError, TableNotFoundError
+from medallion_lakehouse import quality as quality
+from medallion_lakehouse.errors import TableNotFoundError
 from medallion_lakehouse.faults import checkpoint
-from medallion_lakehouse.gold import checks as qc
-from medallion_lakehouse.gold.contract import (
-    DAILY_SALES,
-    GOLD_TABLES,
-    GOLD_WATERMARK,
-    PRODUCT_STORE_DAILY,
-)
-from medallion_lakehouse.gold.daily_sales import build_daily_sales
-from medallion_lakehouse.gold.product_store import build_product_store_daily
+from medallion_lakehouse.gold.contract import GOLD_WATERMARK
+from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 
@@ -62,37 +57,6 @@ FINGERPRINT_COLUMNS = (
     "max_batch_seq",
 )
 Fingerprint = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class GoldTable:
-    """A gold table: its contract, its pure builder and its money columns to keep >= 0."""
-
-    contract: TableContract
-    build: Callable[[ir.Table], ir.Table]
-    non_negative: tuple[str, ...]
-
-
-BUILDERS: tuple[GoldTable, ...] = (
-    GoldTable(
-        DAILY_SALES,
-        build_daily_sales,
-        (
-            "orders",
-            "completed_orders",
-            "units",
-            "revenue",
-            "pending_amount",
-            "cancelled_amount",
-            "returned_amount",
-            "unknown_amount",
-            "average_ticket",
-            "distinct_customers",
-        ),
-    ),
-    GoldTable(PRODUCT_STORE_DAILY, build_product_store_daily, ("revenue", "units", "orders")),
-)
-assert tuple(b.contract for b in BUILDERS) == GOLD_TABLES
 
 
 # -- pure parts --------------------------------------------------------------------------
@@ -188,92 +152,109 @@ def _logged_changes(lake: Lake, since_version: int | None) -> set[str] | None:
     }
 
 
-def run(lake: Lake, ctx: StepContext) -> StepResult:
-    """Bring every gold table up to date with silver/sales (see the module docstring)."""
-    result = StepResult(step=STEP)
+@dataclass(frozen=True)
+class GoldPlan:
+    """What a gold run will rebuild, read from silver and the watermark before any write."""
+
+    silver_version: int | None  # None: silver has not been written yet
+    up_to_date: bool  # every table consumed this silver version (and nothing forces a build)
+    current: dict[str, Fingerprint]  # silver's month fingerprints now (empty when up to date)
+    months: dict[str, set[str]]  # per gold table, the months to rebuild
+    full: dict[str, bool]  # per gold table, whether it is overwritten
+
+
+def plan(lake: Lake, ctx: StepContext) -> GoldPlan:
+    """The months each gold table would rebuild (reads only; `medallion plan` uses it too)."""
     silver_version = lake.version(SILVER)
     if silver_version is None:
-        result.status = "skipped"
-        result.message = "silver/sales has not been written yet: run the silver step first"
-        return result
-
+        return GoldPlan(None, False, {}, {}, {})
     state = _watermark(lake)
     forced_range = ctx.date_from is not None or ctx.date_to is not None
     up_to_date = all(
         lake.exists(b.contract.name)
         and state.get(b.contract.name, {}).get("silver_version") == silver_version
-        for b in BUILDERS
+        for b in GOLD_TABLES
     )
     if up_to_date and not ctx.full_refresh and not forced_range:
+        return GoldPlan(silver_version, True, {}, {t.contract.name: set() for t in GOLD_TABLES}, {})
+    silver = lake.read(SILVER, version=silver_version)
+    current = _fingerprint_rows(lake.engine.to_arrow(month_fingerprints(silver)))
+    months: dict[str, set[str]] = {}
+    full: dict[str, bool] = {}
+    for gold in GOLD_TABLES:
+        name = gold.contract.name
+        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
+        consumed = state.get(name, {}).get("silver_version")
+        known = set(current) | set(previous)
+        full[name] = ctx.full_refresh or not lake.exists(name)
+        if full[name]:
+            months[name] = known
+            continue
+        logged = _logged_changes(lake, consumed) if consumed is not None else None
+        months[name] = (
+            changed_months(current, previous)
+            | range_months(known, ctx.date_from, ctx.date_to)
+            | ((logged or set()) & known)
+        )
+    return GoldPlan(silver_version, False, current, months, full)
+
+
+def pending_months(lake: Lake) -> dict[str, list[str]]:
+    """Per gold table, the months the next incremental gold run would rebuild (no range)."""
+    planned = plan(lake, StepContext(run_id="plan"))
+    return {name: sorted(months) for name, months in planned.months.items()}
+
+
+def run(lake: Lake, ctx: StepContext) -> StepResult:
+    """Bring every gold table up to date with silver/sales (see the module docstring)."""
+    result = StepResult(step=STEP)
+    ctx.report(0, len(GOLD_TABLES) + 1, "fingerprinting silver months")
+    planned = plan(lake, ctx)
+    silver_version = planned.silver_version
+    if silver_version is None:
+        result.status = "skipped"
+        result.message = "silver/sales has not been written yet: run the silver step first"
+        return result
+    if planned.up_to_date:
         result.message = f"gold is up to date with silver/sales v{silver_version}"
         result.metrics = {"silver_version": silver_version, "rebuilt_months": {}}
         return result
 
     engine = lake.engine
     silver = lake.read(SILVER, version=silver_version)
-    ctx.report(0, len(BUILDERS) + 1, "fingerprinting silver months")
-    current = _fingerprint_rows(engine.to_arrow(month_fingerprints(silver)))
-
+    current = planned.current
     commit = ctx.commit(STEP)
-    outcomes: list[qc.CheckOutcome] = []
+    outcomes: list[quality.Outcome] = []
     new_state: dict[str, dict[str, Fingerprint]] = {}
     rebuilt: dict[str, list[str]] = {}
     rows_in = 0
-    for i, gold in enumerate(BUILDERS, start=1):
+    for i, gold in enumerate(GOLD_TABLES, start=1):
         name = gold.contract.name
-        previous: dict[str, Fingerprint] = state.get(name, {}).get("months", {})
-        consumed = state.get(name, {}).get("silver_version")
-        full = ctx.full_refresh or not lake.exists(name)
-        if full:
-            months = set(current) | set(previous)
-        else:
-            known = set(current) | set(previous)
-            logged = _logged_changes(lake, consumed) if consumed is not None else None
-            months = (
-                changed_months(current, previous)
-                | range_months(known, ctx.date_from, ctx.date_to)
-                | ((logged or set()) & known)
-            )
+        months, full = planned.months[name], planned.full[name]
         new_state[name] = current
         if not months:
             continue
-        ctx.report(i, len(BUILDERS) + 1, f"building {name} ({len(months)} months)")
+        ctx.report(i, len(GOLD_TABLES) + 1, f"building {name} ({len(months)} months)")
         scope = silver.filter(silver.sale_month.isin(sorted(months)))
         data = engine.to_arrow(gold.build(scope))
-        table_outcomes = qc.run_checks(
-            engine,
-            name,
-            engine.from_arrow(data),
-            [
-                qc.unique_key(gold.contract.key),
-                qc.not_null([c.name for c in gold.contract.columns if not c.nullable]),
-                qc.non_negative(gold.non_negative),
-                qc.revenue_reconciles(scope),
-            ],
+        table_outcomes = quality.evaluate(
+            engine, gold.contract, engine.from_arrow(data), {SILVER: scope}
         )
         outcomes.extend(table_outcomes)
-        broken = [o for o in table_outcomes if not o.passed and o.severity == "fail"]
-        if broken:
-            qc.write_quality(lake, outcomes, commit)
-            rules = ", ".join(f"{o.rule} ({o.rows_failed} rows)" for o in broken)
-            raise QualityGateError(
-                f"{name}: quality rule(s) failed: {rules}; nothing was committed to {name}. "
-                "See `medallion quality` and fix silver/sales, then rerun."
-            )
+        if any(o.stops for o in table_outcomes):
+            quality.write(lake, outcomes, commit)
+            quality.raise_if_broken(table_outcomes, name)
         checkpoint("gold.before_commit")
-        if full:
-            written = lake.write_arrow(name, data, commit=commit, mode="overwrite")
-        else:
-            written = lake.write_arrow(
-                name, data, commit=commit, replace={"sale_month": sorted(months)}
-            )
+        written = lake.write_arrow(
+            name, data, commit=commit, **gold.contract.write_args(full=full, values=months)
+        )
         checkpoint("gold.after_commit")
         result.tables[name] = written.version
         result.rows_out += written.rows
         rebuilt[name] = sorted(months)
         rows_in = max(rows_in, sum(current[m][0] for m in months if m in current))
 
-    quality_version = qc.write_quality(lake, outcomes, commit)
+    quality_version = quality.write(lake, outcomes, commit)
     if quality_version is not None:
         result.tables["_meta/quality"] = quality_version
     checkpoint("gold.before_watermark")
@@ -284,7 +265,7 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
         mode="overwrite",
     )
     result.tables[GOLD_WATERMARK.name] = wm.version
-    ctx.report(len(BUILDERS) + 1, len(BUILDERS) + 1, "gold done")
+    ctx.report(len(GOLD_TABLES) + 1, len(GOLD_TABLES) + 1, "gold done")
     result.rows_in = rows_in
     result.metrics = {
         "silver_version": silver_version,

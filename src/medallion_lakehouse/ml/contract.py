@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from medallion_lakehouse.checks import between, not_null, row_check, unique_key
 from medallion_lakehouse.contracts import Column, TableContract, register
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -18,7 +19,10 @@ CUSTOMER_FEATURES = TableContract(
         "customers with at least one completed purchase by then. The pipeline keeps the newest "
         "cutoff (the newest sale date); training snapshots are rebuilt from silver on demand."
     ),
-    write_mode="overwrite (one snapshot, the newest cutoff)",
+    write_mode="overwrite",
+    write_note="one snapshot, the newest cutoff",
+    upstream=("silver/sales",),
+    written_by="ml",
     columns=(
         Column("customer_id", pa.string(), "Customer.", nullable=False),
         Column("as_of", pa.date32(), "Cutoff date T: only sales on or before it are used."),
@@ -51,9 +55,18 @@ CUSTOMER_FEATURES = TableContract(
         ),
     ),
     checks=(
-        "(customer_id, as_of) is unique",
-        "frequency >= 1 and recency_days between 0 and tenure_days",
-        "orders_30d <= orders_90d <= frequency",
+        unique_key(),
+        not_null(),
+        row_check(
+            "frequency_and_recency",
+            "frequency >= 1 and 0 <= recency_days <= tenure_days",
+            lambda t: (t.frequency < 1) | (t.recency_days < 0) | (t.recency_days > t.tenure_days),
+        ),
+        row_check(
+            "order_windows_nested",
+            "orders_30d <= orders_90d <= frequency",
+            lambda t: (t.orders_30d > t.orders_90d) | (t.orders_90d > t.frequency),
+        ),
     ),
 )
 
@@ -65,7 +78,10 @@ CHURN_SCORES = TableContract(
         "Probability that the customer makes no completed purchase in the horizon after as_of, "
         "from the model version named in each row."
     ),
-    write_mode="overwrite (one commit per scoring run)",
+    write_mode="overwrite",
+    write_note="one commit per scoring run",
+    upstream=("gold/customer_features",),
+    written_by="ml",
     columns=(
         Column("customer_id", pa.string(), "Customer.", nullable=False),
         Column("churn_probability", pa.float64(), "Model probability of churn in the horizon."),
@@ -75,7 +91,7 @@ CHURN_SCORES = TableContract(
         Column("horizon_days", pa.int64(), "Churn horizon the model was trained for."),
         Column("scored_at", TIMESTAMP, "When the scores were computed (UTC)."),
     ),
-    checks=("customer_id is unique", "0 <= churn_probability <= 1"),
+    checks=(unique_key(), not_null(), between("churn_probability", 0, 1)),
 )
 
 MODEL_METRICS = TableContract(

@@ -65,7 +65,8 @@ def plan_cutoffs(
             f"Not enough history for an out-of-time churn evaluation: it needs {need} days of "
             f"sales ({min_history_days} days before the training cutoff, then two "
             f"{horizon_days}-day label windows), the data covers {have} days "
-            f"({first_sale} to {as_of}). Load more history or use a shorter --horizon."
+            f"({first_sale} to {as_of}). Load more history, or use a shorter horizon "
+            "(`medallion train --horizon N`; churn_horizon_days for `medallion run`)."
         )
     return Cutoffs(first_sale, as_of, train_cutoff, test_cutoff, horizon_days)
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medallion_lakehouse import quality as quality
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml import card as cards
@@ -227,11 +228,10 @@ def score(
         },
         schema=CHURN_SCORES.schema,
     )
+    commit = commit or CommitInfo(run_id=run_id, step="score")
+    _checked(lake, CHURN_SCORES.name, scores, commit)
     written = lake.write_arrow(
-        CHURN_SCORES.name,
-        scores,
-        commit=commit or CommitInfo(run_id=run_id, step="score"),
-        mode="overwrite",
+        CHURN_SCORES.name, scores, commit=commit, **CHURN_SCORES.write_args()
     )
     return ScoreResult(
         version=model.version or folder.name,
@@ -240,6 +240,14 @@ def score(
         at_risk=int(np.sum(probability >= model.threshold)),
         table_version=written.version,
     )
+
+
+def _checked(lake: Lake, table: str, data: pa.Table, commit: CommitInfo) -> None:
+    """Run the table's contract checks on the rows about to be written; record them; a broken
+    `fail` check stops before the commit."""
+    outcomes = quality.evaluate(lake.engine, lake.contract(table), lake.engine.from_arrow(data))
+    quality.write(lake, outcomes, commit)
+    quality.raise_if_broken(outcomes, table)
 
 
 def _built_from(lake: Lake, table: str, silver_version: int | None) -> bool:
@@ -280,8 +288,11 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     if features_current:
         n_customers = lake.engine.count(lake.read(CUSTOMER_FEATURES.name))
     else:
-        written = lake.write(
-            CUSTOMER_FEATURES.name, customer_features(silver, last), commit=commit, mode="overwrite"
+        # One row per customer: small enough to check on the driver before it is committed.
+        features = lake.engine.to_arrow(customer_features(silver, last))
+        _checked(lake, CUSTOMER_FEATURES.name, features, commit)
+        written = lake.write_arrow(
+            CUSTOMER_FEATURES.name, features, commit=commit, **CUSTOMER_FEATURES.write_args()
         )
         result.tables[CUSTOMER_FEATURES.name] = written.version
         n_customers = written.rows
@@ -311,7 +322,8 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
         commit=commit,
     )
     result.tables[CHURN_SCORES.name] = scored.table_version
-    result.rows_out += scored.customers
+    # rows_out stays one row per customer: features and scores are two views of the same rows.
+    result.metrics["scored_customers"] = scored.customers
     result.metrics["at_risk"] = scored.at_risk
     ctx.report(3, 3, "done")
     result.message = (

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from medallion_lakehouse.storage.delta import CommitInfo
 
-StepStatus = Literal["ok", "failed", "skipped"]
+# interrupted: Ctrl-C stopped the step; what it committed before stays, the next run finishes.
+StepStatus = Literal["ok", "failed", "skipped", "interrupted"]
 
 
 def new_run_id() -> str:
@@ -32,6 +33,9 @@ class StepContext:
     date_to: date | None = None  # --to: ... up to here (inclusive)
     # Called with (completed, total, description) for progress bars; may be ignored.
     progress: Callable[[float, float | None, str], None] | None = None
+    # Tables earlier steps of this run committed to: the report keeps a dated copy only when
+    # something changed (an unchanged lake needs no second 300 KB page).
+    tables_written: frozenset[str] = frozenset()
 
     def commit(self, step: str, **extra: str) -> CommitInfo:
         return CommitInfo(run_id=self.run_id, step=step, extra=extra or None)

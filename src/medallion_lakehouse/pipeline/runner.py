@@ -5,14 +5,18 @@ run id, a Lake whose writes are refused once the lock is lost, and one `_meta/ru
 (`medallion ingest` and `medallion silver` leave the same record as `medallion run`).
 
 Steps run in pipeline order; the first failing step stops the run (later steps are recorded as
-skipped, naming it). A step may also report non-fatal errors in `metrics["errors"]` (bronze does
-for unreadable files): the run goes on and exits 1 at the end. Printing is the caller's job:
-`run_pipeline` reports progress through callbacks and returns a `RunReport`.
+skipped, naming it). Ctrl-C stops the run too: the step it hit is recorded as `interrupted`
+(what it committed before stays; commits are atomic), later steps as skipped, and the report
+says so with exit code 130. A step may also report non-fatal errors in `metrics["errors"]`
+(bronze does for unreadable files): the run goes on and exits 1 at the end. Printing is the
+caller's job: `run_pipeline` reports progress through callbacks and returns a `RunReport`.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +47,7 @@ class RunReport:
     steps: list[StepResult] = field(default_factory=list)
     exit_code: int = 0
     failed_step: str | None = None
+    interrupted_step: str | None = None
     error: str | None = None
     lock_note: str | None = None
     seconds: float = 0.0
@@ -58,6 +63,7 @@ class RunReport:
             "ok": self.ok,
             "exit_code": self.exit_code,
             "failed_step": self.failed_step,
+            "interrupted_step": self.interrupted_step,
             "error": self.error,
             "lock_note": self.lock_note,
             "seconds": round(self.seconds, 3),
@@ -106,6 +112,44 @@ def _record(lake: Lake, rows: list[dict[str, Any]], run_id: str) -> None:
     )
 
 
+def _record_shielded(lake: Lake, rows: list[dict[str, Any]], run_id: str) -> None:
+    """Record after a Ctrl-C: a second Ctrl-C must not lose the record of the first."""
+    if threading.current_thread() is not threading.main_thread():
+        _record(lake, rows, run_id)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _record(lake, rows, run_id)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# A skipped step whose input comes from a step left out of --steps says which one to add.
+_UPSTREAM = {"silver": "bronze", "gold": "silver", "ml": "gold"}
+
+
+def _skip_hint(name: str, steps: Sequence[str], result: StepResult) -> None:
+    upstream = _UPSTREAM.get(name)
+    if result.status != "skipped" or upstream is None or upstream in steps:
+        return
+    if name == "silver" and "bronze" not in (result.message or ""):
+        return
+    hint = (
+        f"{upstream} was not part of this run: new input reaches {name} after "
+        f"`medallion run --steps {upstream},{name}`"
+    )
+    if hint not in (result.message or ""):
+        result.message = f"{result.message}; {hint}" if result.message else hint
+
+
+def _interrupted(name: str) -> StepResult:
+    return StepResult(
+        step=name,
+        status="interrupted",
+        message="interrupted (Ctrl-C): its commits so far stay; the next run finishes the rest",
+    )
+
+
 def run_pipeline(
     settings: Settings,
     *,
@@ -135,23 +179,35 @@ def run_pipeline(
                 f"took over the lock left by a crashed run: {lock.took_over.describe()}"
             )
         with Lake(settings, guard=lock.check) as lake:
+            written: set[str] = set()
             for name, fn in resolve(list(steps), registry):
                 if on_step:
                     on_step(name, None)
                 started = datetime.now(UTC)
                 t0 = time.perf_counter()
-                if report.failed_step is not None:
+                stopped_by = report.failed_step or report.interrupted_step
+                if stopped_by is not None:
+                    why = "failed" if report.failed_step else "was interrupted"
                     result = StepResult(
-                        step=name,
-                        status="skipped",
-                        message=f"not run: step {report.failed_step} failed",
+                        step=name, status="skipped", message=f"not run: step {stopped_by} {why}"
                     )
                 else:
-                    result = _run_step(lake, name, fn, report, full_refresh, date_from, date_to,
-                                       on_progress)  # fmt: skip
+                    try:
+                        result = _run_step(lake, name, fn, report, full_refresh, date_from,
+                                           date_to, on_progress, frozenset(written))  # fmt: skip
+                    except KeyboardInterrupt:
+                        result = _interrupted(name)
+                        report.interrupted_step, report.exit_code = name, 130
+                        report.error = f"step {name} interrupted (Ctrl-C); run again to finish"
+                _skip_hint(name, list(steps), result)
+                written.update(t for t, v in result.tables.items() if v is not None)
                 result.seconds = result.seconds or (time.perf_counter() - t0)
                 report.steps.append(result)
-                _record(lake, [_run_row(report, result, started, datetime.now(UTC))], run_id)
+                row = _run_row(report, result, started, datetime.now(UTC))
+                if report.interrupted_step is not None:
+                    _record_shielded(lake, [row], run_id)
+                else:
+                    _record(lake, [row], run_id)
                 if result.metrics.get("errors") and report.exit_code == 0:
                     report.exit_code = int(result.metrics.get("exit_code", 1))
                     report.error = report.error or f"{name}: {result.message}"
@@ -172,6 +228,7 @@ def _run_step(
     date_from: date | None,
     date_to: date | None,
     on_progress: ProgressFn | None,
+    tables_written: frozenset[str] = frozenset(),
 ) -> StepResult:
     """Run one step; a raised error becomes a failed StepResult and marks the run failed."""
 
@@ -185,6 +242,7 @@ def _run_step(
         date_from=date_from,
         date_to=date_to,
         progress=progress,
+        tables_written=tables_written,
     )
     try:
         return fn(lake, ctx)

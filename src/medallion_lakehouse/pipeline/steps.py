@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
+from medallion_lakehouse.config import require_landing
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
@@ -28,7 +28,7 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
 
     tables = (BRONZE_SALES.name, BRONZE_REJECTS.name, INGESTED_FILES.name)
     before = {t: lake.version(t) for t in tables}
-    landing = Path(lake.settings.landing_path)
+    landing = require_landing(lake.settings)  # a missing folder is an error, not "no new files"
     options = ReaderOptions.from_settings(lake.settings)
     total = sum(p.stat().st_size for p in discover(landing, options=options)) or None
     done = 0
@@ -74,7 +74,12 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
     else:
         notes = []
         if not outcome.ingested:
-            notes.append(f"no new files ({outcome.skipped} already ingested)")
+            result.status = "skipped"  # nothing was ingested: never "ok" about nothing
+            notes.append(
+                f"no new files in {landing} ({outcome.skipped} already ingested)"
+                if outcome.skipped or outcome.waiting
+                else f"no landing files in {landing}: copy files there or run `medallion generate`"
+            )
         if outcome.waiting:
             notes.append(f"{outcome.waiting} file(s) still being written, left for a later run")
         result.message = "; ".join(notes) or None

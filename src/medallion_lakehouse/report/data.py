@@ -8,8 +8,8 @@ written yet; the report then shows a "no data yet" placeholder instead of failin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ibis
@@ -17,32 +17,71 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
+from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
+from medallion_lakehouse.contracts import TableContract, all_contracts
 from medallion_lakehouse.errors import TableNotFoundError
+from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
+from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.meta import INGESTED_FILES, QUALITY, RUNS
+from medallion_lakehouse.ml import card as cards
+from medallion_lakehouse.ml.contract import MODEL_METRICS
+from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.status import TableStatus, table_status
 
-# Tables drawn in the lineage graph, by layer (left to right).
-LINEAGE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("bronze", ("bronze/sales", "bronze/sales_rejects")),
-    ("silver", ("silver/sales", "silver/sales_quarantine")),
-    ("gold", ("gold/daily_sales", "gold/product_store_daily", "gold/customer_features")),
-    ("ml", ("gold/churn_scores",)),
-)
-# Edges of the lineage graph (upstream -> downstream).
-EDGES: tuple[tuple[str, str], ...] = (
-    ("bronze/sales", "silver/sales"),
-    ("bronze/sales", "silver/sales_quarantine"),
-    ("silver/sales", "gold/daily_sales"),
-    ("silver/sales", "gold/product_store_daily"),
-    ("silver/sales", "gold/customer_features"),
-    ("gold/customer_features", "gold/churn_scores"),
-)
+
+def lineage_columns(
+    contracts: Sequence[TableContract] | None = None,
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The data tables as columns of the lineage graph, left to right, from the contracts'
+    `upstream`: a table sits one column right of the furthest table it is built from. A column
+    is labelled by its tables' layer, or by the step that writes them when an earlier column
+    already has that layer (gold/churn_scores is gold written by ml)."""
+    tables = [c for c in (contracts or all_contracts()) if c.layer != "_meta"]
+    by_name = {c.name: c for c in tables}
+    depth: dict[str, int] = {}
+
+    def depth_of(name: str) -> int:
+        if name not in depth:
+            ups = [u for u in by_name[name].upstream if u in by_name]
+            depth[name] = 1 + max((depth_of(u) for u in ups), default=-1)
+        return depth[name]
+
+    columns: dict[int, list[str]] = {}
+    for c in tables:
+        columns.setdefault(depth_of(c.name), []).append(c.name)
+    labelled: list[tuple[str, tuple[str, ...]]] = []
+    for _, names in sorted(columns.items()):
+        layers = {by_name[n].layer for n in names}
+        label = layers.pop() if len(layers) == 1 else "/".join(sorted(layers))
+        if any(label == used for used, _ in labelled):
+            steps = {by_name[n].step for n in names}
+            label = steps.pop() if len(steps) == 1 else label
+        labelled.append((label, tuple(names)))
+    return tuple(labelled)
+
+
+def lineage_edges(
+    contracts: Sequence[TableContract] | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """(upstream, downstream) pairs of the lineage graph, from the contracts."""
+    return tuple(
+        (u, c.name)
+        for c in (contracts or all_contracts())
+        if c.layer != "_meta"
+        for u in c.upstream
+    )
+
+
+# Operational tables shown in the overview beside the data tables.
 META_TABLES: tuple[str, ...] = (
-    "_meta/ingested_files",
-    "_meta/runs",
-    "_meta/quality",
-    "_meta/model_metrics",
+    INGESTED_FILES.name,
+    RUNS.name,
+    QUALITY.name,
+    MODEL_METRICS.name,
 )
+# gold/daily_sales amounts drawn beside revenue (unknown-status sales are rare and left out).
+OTHER_AMOUNTS: tuple[str, ...] = ("pending_amount", "cancelled_amount", "returned_amount")
 
 
 def read(lake: Lake, name: str) -> ir.Table | None:
@@ -61,25 +100,17 @@ def to_pandas(lake: Lake, expr: ir.Table) -> pd.DataFrame:
     return lake.engine.to_arrow(expr).to_pandas()
 
 
-def _has(table: ir.Table, *columns: str) -> bool:
-    return all(c in table.columns for c in columns)
-
-
-def _first(table: ir.Table, *candidates: str) -> str | None:
-    return next((c for c in candidates if c in table.columns), None)
-
-
 # -- overview ------------------------------------------------------------------------------
 def overview(lake: Lake) -> list[TableStatus]:
     """Version, rows and last commit of every table in the lineage graph and of _meta."""
-    names = [n for _, tables in LINEAGE for n in tables] + list(META_TABLES)
+    names = [n for _, tables in lineage_columns() for n in tables] + list(META_TABLES)
     return [table_status(lake, n) for n in names]
 
 
 # -- bronze -> silver -> quarantine funnel -----------------------------------------------------
 def _count_by_batch(lake: Lake, name: str, alias: str) -> pd.DataFrame:
     table = read(lake, name)
-    if table is None or not _has(table, "_batch_id"):
+    if table is None:
         return pd.DataFrame(
             {"_batch_id": pd.Series(dtype="string"), alias: pd.Series(dtype="int64")}
         )
@@ -92,18 +123,18 @@ def funnel(lake: Lake, *, runs: int = 12) -> pd.DataFrame | None:
     Conservation (DESIGN.md section 4) makes `superseded = bronze - silver - quarantined`: the
     older versions and exact re-sends of a sale that a later record replaced.
     """
-    bronze = _count_by_batch(lake, "bronze/sales", "bronze")
+    bronze = _count_by_batch(lake, BRONZE_SALES.name, "bronze")
     if bronze.empty:
         return None
     frame = bronze
     for name, alias in (
-        ("silver/sales", "silver"),
-        ("silver/sales_quarantine", "quarantined"),
-        ("bronze/sales_rejects", "rejected_lines"),
+        (SILVER_SALES.name, "silver"),
+        (SILVER_QUARANTINE.name, "quarantined"),
+        (BRONZE_REJECTS.name, "rejected_lines"),
     ):
         frame = frame.merge(_count_by_batch(lake, name, alias), on="_batch_id", how="outer")
-    files = read(lake, "_meta/ingested_files")
-    if files is not None and _has(files, "batch_id", "run_id"):
+    files = read(lake, INGESTED_FILES.name)
+    if files is not None:
         runs_of = to_pandas(lake, files.select("batch_id", "run_id")).rename(
             columns={"batch_id": "_batch_id"}
         )
@@ -114,12 +145,12 @@ def funnel(lake: Lake, *, runs: int = 12) -> pd.DataFrame | None:
     counts = ["bronze", "silver", "quarantined", "rejected_lines"]
     frame[counts] = frame[counts].fillna(0).astype("int64")
     # A batch silver has not processed yet is "not processed", not "superseded".
-    ledger = read(lake, "_meta/silver_batches")
+    ledger = read(lake, SILVER_BATCHES.name)
     if ledger is not None and "batch_id" in ledger.columns:
         done = set(to_pandas(lake, ledger.select("batch_id")).batch_id)
         processed = frame["_batch_id"].isin(done)
     else:
-        processed = pd.Series(lake.version("silver/sales") is not None, index=frame.index)
+        processed = pd.Series(lake.version(SILVER_SALES.name) is not None, index=frame.index)
     frame["not_processed"] = frame["bronze"].where(~processed, 0)
     frame["superseded"] = (frame["bronze"] - frame["silver"] - frame["quarantined"]).where(
         processed, 0
@@ -134,7 +165,7 @@ def funnel(lake: Lake, *, runs: int = 12) -> pd.DataFrame | None:
 # -- quarantine ---------------------------------------------------------------------------------
 def quarantine_reasons(lake: Lake, *, top: int = 12) -> pd.DataFrame | None:
     """Quarantined rows per rule and reason, most frequent first."""
-    table = read(lake, "silver/sales_quarantine")
+    table = read(lake, SILVER_QUARANTINE.name)
     if table is None:
         return None
     keys = [c for c in ("rule", "reason") if c in table.columns]
@@ -147,7 +178,7 @@ def quarantine_reasons(lake: Lake, *, top: int = 12) -> pd.DataFrame | None:
 # -- data quality -------------------------------------------------------------------------------
 def quality(lake: Lake, *, runs: int = 10) -> pd.DataFrame | None:
     """Rule results of the most recent runs (one row per run, table, rule)."""
-    table = read(lake, "_meta/quality")
+    table = read(lake, QUALITY.name)
     if table is None:
         return None
     recent = table.select("run_id").distinct().order_by(ibis.desc("run_id")).limit(runs)
@@ -160,56 +191,22 @@ def quality(lake: Lake, *, runs: int = 10) -> pd.DataFrame | None:
 
 
 # -- gold ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RevenueColumns:
-    """How gold/daily_sales names its amounts (found by name, so the report follows the table)."""
-
-    revenue: str
-    others: dict[str, str] = field(default_factory=dict)  # label -> column
-
-
-def _daily_columns(table: ir.Table) -> RevenueColumns | None:
-    revenue = _first(table, "revenue", "completed_revenue", "revenue_completed", "total_revenue")
-    if revenue is None:
-        return None
-    others: dict[str, str] = {}
-    for status in ("pending", "cancelled", "returned"):
-        column = _first(
-            table,
-            f"{status}_amount",
-            f"{status}_revenue",
-            f"{status}_total",
-            f"amount_{status}",
-            f"revenue_{status}",
-            status,
-        )
-        if column is not None:
-            others[status] = column
-    return RevenueColumns(revenue, others)
-
-
 def daily_revenue(lake: Lake) -> pd.DataFrame | None:
     """Completed revenue per day with the pending, cancelled and returned amounts."""
-    table = read(lake, "gold/daily_sales")
-    if table is None or "sale_date" not in table.columns:
-        return None
-    columns = _daily_columns(table)
-    if columns is None:
+    table = read(lake, DAILY_SALES.name)
+    if table is None:
         return None
     expr = table.select(
         sale_date=table.sale_date.cast("date"),
-        revenue=table[columns.revenue].cast("float64"),
-        **{label: table[col].cast("float64") for label, col in columns.others.items()},
+        revenue=table.revenue.cast("float64"),
+        **{c.removesuffix("_amount"): table[c].cast("float64") for c in OTHER_AMOUNTS},
     ).order_by("sale_date")
     return to_pandas(lake, expr)
 
 
 def _psd(lake: Lake) -> tuple[ir.Table, str] | None:
-    table = read(lake, "gold/product_store_daily")
-    if table is None:
-        return None
-    revenue = _first(table, "revenue", "completed_revenue", "revenue_completed")
-    return (table, revenue) if revenue else None
+    table = read(lake, PRODUCT_STORE_DAILY.name)
+    return None if table is None else (table, "revenue")
 
 
 def revenue_by_product(lake: Lake) -> pd.DataFrame | None:
@@ -245,8 +242,8 @@ def revenue_by_store(lake: Lake, *, n: int = 10) -> pd.DataFrame | None:
 # -- late arrivals ------------------------------------------------------------------------------
 def late_arrivals(lake: Lake, *, batches: int = 30) -> pd.DataFrame | None:
     """Silver rows per ingested batch, split into on-time and late (`is_late`)."""
-    table = read(lake, "silver/sales")
-    if table is None or not _has(table, "is_late", "_batch_id", "_ingested_at"):
+    table = read(lake, SILVER_SALES.name)
+    if table is None:
         return None
     aggs: dict[str, ir.Value] = {
         "ingested_at": table._ingested_at.min(),
@@ -265,7 +262,7 @@ def late_arrivals(lake: Lake, *, batches: int = 30) -> pd.DataFrame | None:
 # -- runs ---------------------------------------------------------------------------------------
 def run_durations(lake: Lake, *, runs: int = 15) -> pd.DataFrame | None:
     """Seconds per step of the most recent runs (one row per run, one column per step)."""
-    table = read(lake, "_meta/runs")
+    table = read(lake, RUNS.name)
     if table is None:
         return None
     recent = table.select("run_id").distinct().order_by(ibis.desc("run_id")).limit(runs)
@@ -294,26 +291,25 @@ class ChurnCurves:
 
 
 def churn_curves(lake: Lake) -> ChurnCurves | None:
-    """ROC and PR curves of the newest model and its baseline (`<models>/<latest>/curves.json`)."""
-    models = Path(lake.settings.models_path)
-    pointer = models / "latest"
-    candidates: list[Path] = []
-    if pointer.is_file():
-        candidates.append(models / pointer.read_text(encoding="utf-8").strip() / "curves.json")
-    if models.is_dir():
-        candidates += sorted(models.glob("*/curves.json"), key=lambda p: p.stat().st_mtime)[::-1]
-    for path in candidates:
-        if not path.is_file():
-            continue
-        try:
-            parsed = parse_curves(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError):
-            continue
-        if parsed is not None:
-            parsed.source = path.parent.name
-            parsed.prevalence = _test_churn_rate(lake, parsed.source) or parsed.prevalence
-            return parsed
-    return None
+    """ROC and PR curves of the model in use and its baseline (`<latest>/curves.json`).
+
+    Only the folder `latest` names (the ml step moves it after the model's metrics are
+    committed): a folder left by an interrupted training is never shown as the model.
+    """
+    try:
+        path = cards.latest_model_dir(lake.settings.models_path) / "curves.json"
+    except cards.ModelNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    try:
+        parsed = parse_curves(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if parsed is not None:
+        parsed.source = path.parent.name
+        parsed.prevalence = _test_churn_rate(lake, parsed.source) or parsed.prevalence
+    return parsed
 
 
 def parse_curves(doc: dict[str, Any]) -> ChurnCurves | None:
@@ -363,8 +359,8 @@ def _prevalence(pr: list[Curve]) -> float | None:
 
 
 def _test_churn_rate(lake: Lake, model_version: str) -> float | None:
-    table = read(lake, "_meta/model_metrics")
-    if table is None or not _has(table, "model_version", "test_churn_rate"):
+    table = read(lake, MODEL_METRICS.name)
+    if table is None:
         return None
     expr = table.filter(table.model_version == model_version).test_churn_rate.max()
     value = lake.engine.scalar(expr)
@@ -373,9 +369,7 @@ def _test_churn_rate(lake: Lake, model_version: str) -> float | None:
 
 def model_metrics(lake: Lake, *, rows: int = 10) -> pd.DataFrame | None:
     """The newest rows of _meta/model_metrics, as the ML step wrote them."""
-    table = read(lake, "_meta/model_metrics")
+    table = read(lake, MODEL_METRICS.name)
     if table is None:
         return None
-    order = _first(table, "trained_at", "evaluated_at", "run_id")
-    expr = table.order_by(ibis.desc(order)) if order else table
-    return to_pandas(lake, expr.limit(rows))
+    return to_pandas(lake, table.order_by(ibis.desc("trained_at")).limit(rows))

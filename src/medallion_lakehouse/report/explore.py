@@ -1,4 +1,4 @@
-"""The report's raw-data exploration panel: draws what `generate.explore.explore_file` computes.
+"""The report's raw-data exploration panel: draws what `bronze.profile.explore_file` computes.
 
 The profile is of the newest landing file (landing files are never modified, so it is the raw
 data exactly as the last batch arrived), computed by the same function as `medallion explore`.
@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 
 from medallion_lakehouse.bronze.ingest import discover
-from medallion_lakehouse.generate.explore import ExploreResult, explore_file
+from medallion_lakehouse.bronze.profile import ExploreResult, explore_file
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.report import plots
 from medallion_lakehouse.report.html import figure, kpis, table
@@ -47,6 +47,7 @@ def render_exploration(result: ExploreResult, landing: Path) -> tuple[str, list[
         [
             ("file", name, f"{result.format}, {result.size_bytes / 1e6:,.1f} MB"),
             ("rows", f"{result.rows:,}", f"{len(result.columns)} columns"),
+            ("rejected lines", f"{result.rejected_lines:,}", "bronze keeps them as rejects"),
             ("sale dates", dates, dates_sub),
             ("unparseable dates", f"{result.unparseable_dates:,}", "not a real YYYY-MM-DD"),
             ("totals with float noise", f"{result.totals.float_noise:,}", "more than 2 decimals"),

@@ -30,7 +30,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from medallion_lakehouse.report.data import EDGES, LINEAGE, ChurnCurves
+from medallion_lakehouse.report.data import ChurnCurves, lineage_columns, lineage_edges
 from medallion_lakehouse.status import TableStatus
 
 # One palette for the whole report (colour-blind safe, Okabe-Ito based).
@@ -127,7 +127,7 @@ def to_svg(fig: Figure) -> str:
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
 
 
-def _money(value: float, _pos: object = None) -> str:
+def money(value: float, _pos: object = None) -> str:
     magnitude = abs(value)
     if magnitude >= 1e9:
         return f"{value / 1e9:.1f}B"
@@ -168,13 +168,14 @@ def _hbar_stack(
 def lineage_svg(statuses: Sequence[TableStatus]) -> str:
     """bronze -> silver -> gold -> ml as boxes with versions and row counts, joined by arrows."""
     by_name = {s.name: s for s in statuses}
+    columns = lineage_columns()
     box_w, box_h, col_gap, row_gap, top = 190, 58, 70, 18, 34
     positions: dict[str, tuple[float, float]] = {}
-    max_rows = max(len(tables) for _, tables in LINEAGE)
+    max_rows = max(len(tables) for _, tables in columns)
     height = top + max_rows * (box_h + row_gap) + 4
-    width = len(LINEAGE) * box_w + (len(LINEAGE) - 1) * col_gap + 4
+    width = len(columns) * box_w + (len(columns) - 1) * col_gap + 4
     parts: list[str] = []
-    for col, (layer, tables) in enumerate(LINEAGE):
+    for col, (layer, tables) in enumerate(columns):
         x = 2 + col * (box_w + col_gap)
         color = LAYER_COLORS[layer]
         parts.append(
@@ -209,7 +210,7 @@ def lineage_svg(statuses: Sequence[TableStatus]) -> str:
                 "</g>"
             )
     edges: list[str] = []
-    for source, target in EDGES:
+    for source, target in lineage_edges():
         if source not in positions or target not in positions:
             continue
         sx, sy = positions[source]
@@ -355,7 +356,7 @@ def daily_revenue_plot(frame: pd.DataFrame) -> str:
                 linewidth=2.0,
                 label="7-day mean",
             )
-            top.yaxis.set_major_formatter(FuncFormatter(_money))
+            top.yaxis.set_major_formatter(FuncFormatter(money))
             top.set_title("completed revenue per day")
             top.legend(loc="upper left", ncols=2)
             if others:
@@ -367,7 +368,7 @@ def daily_revenue_plot(frame: pd.DataFrame) -> str:
                     colors=[COLORS[c] for c in others],
                     alpha=0.85,
                 )
-                bottom.yaxis.set_major_formatter(FuncFormatter(_money))
+                bottom.yaxis.set_major_formatter(FuncFormatter(money))
                 bottom.set_title("pending, cancelled and returned amounts")
                 bottom.legend(loc="upper left", ncols=len(others))
             fig.autofmt_xdate()
@@ -386,8 +387,8 @@ def product_plot(frame: pd.DataFrame, *, top: int = 15) -> str:
             [("revenue", frame["revenue"].to_numpy(float), COLORS["accent"])],
         )
         for y, value in enumerate(frame["revenue"]):
-            ax.annotate(f" {_money(value)}", (value, y), va="center", fontsize=9)
-        ax.xaxis.set_major_formatter(FuncFormatter(_money))
+            ax.annotate(f" {money(value)}", (value, y), va="center", fontsize=9)
+        ax.xaxis.set_major_formatter(FuncFormatter(money))
         ax.set_xlabel("completed revenue")
         return to_svg(fig)
 
@@ -405,7 +406,7 @@ def store_plot(frame: pd.DataFrame) -> str:
                 part["store_id"].astype(str).tolist(),
                 [(group, part["revenue"].to_numpy(float), color)],
             )
-            ax.xaxis.set_major_formatter(FuncFormatter(_money))
+            ax.xaxis.set_major_formatter(FuncFormatter(money))
             ax.set_title(f"{group} {len(part)} stores")
         fig.tight_layout()
         return to_svg(fig)

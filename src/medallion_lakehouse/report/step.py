@@ -33,6 +33,8 @@ from medallion_lakehouse.report.html import (
     render_page,
     table,
 )
+from medallion_lakehouse.report.manifest import TITLE as MANIFEST_TITLE
+from medallion_lakehouse.report.manifest import manifest_section
 
 REPORT_NAME = "report.html"
 KEEP_COPIES = 30  # timestamped copies kept next to report.html (older ones are deleted)
@@ -279,15 +281,15 @@ def revenue_section(lake: Lake) -> Section:
         section.state, section.body = "empty", placeholder(["gold/daily_sales"])
         return section
     cards = [
-        ("revenue", plots._money(float(frame.revenue.sum())), f"{len(frame):,} days"),
+        ("revenue", plots.money(float(frame.revenue.sum())), f"{len(frame):,} days"),
         (
             "best day",
-            plots._money(float(frame.revenue.max())),
+            plots.money(float(frame.revenue.max())),
             str(frame.sale_date.iloc[int(frame.revenue.to_numpy().argmax())]),
         ),
     ]
     cards += [
-        (c, plots._money(float(frame[c].sum())), "total")
+        (c, plots.money(float(frame[c].sum())), "total")
         for c in ("pending", "cancelled", "returned")
         if c in frame
     ]
@@ -447,6 +449,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Lake], Section]], ...] = (
     ("funnel", "Bronze → silver → quarantine funnel", funnel_section),
     ("quarantine", "Quarantine reasons", quarantine_section),
     ("quality", "Data-quality rules over recent runs", quality_section),
+    ("manifest", MANIFEST_TITLE, manifest_section),  # issue 18: report/manifest.py
     ("revenue", "Daily revenue", revenue_section),
     ("products-stores", "Revenue by product and by store", products_stores_section),
     ("late", "Late-arriving data", late_section),
@@ -547,7 +550,8 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     """The `report` step of `medallion run`: writes the HTML report; fails if a section broke."""
     started = time.perf_counter()
     ctx.report(0, 1, "report")
-    output = write_report(lake, run_id=ctx.run_id)
+    # A dated copy only when this run changed a table; report.html is always the latest.
+    output = write_report(lake, run_id=ctx.run_id, keep_copy=bool(ctx.tables_written))
     ctx.report(1, 1, "report")
     metrics: dict[str, Any] = {
         "path": output.path,

@@ -16,11 +16,11 @@ import ibis
 import ibis.expr.types as ir
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.engines.cache import StepCache
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.silver.step import EngineCache
 
 
 @dataclass
@@ -101,14 +101,11 @@ def _after(left: list[ir.Value], right: list[ir.Value]) -> ir.BooleanValue:
 
 def audit(lake: Lake) -> AuditReport:
     """Check conservation and uniqueness; the report lists every violation in words."""
-    cache = EngineCache(lake)
-    try:
+    with StepCache(lake.engine) as cache:
         return _audit(lake, cache)
-    finally:
-        cache.release()
 
 
-def _audit(lake: Lake, cache: EngineCache) -> AuditReport:
+def _audit(lake: Lake, cache: StepCache) -> AuditReport:
     engine = lake.engine
     report = AuditReport()
     processed = sorted(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from medallion_lakehouse.bronze.contract import LINEAGE_COLUMNS, SOURCE_COLUMNS
+from medallion_lakehouse.checks import not_null, unique_key
 from medallion_lakehouse.contracts import Column, TableContract, register
 from medallion_lakehouse.silver.rules import RULES
 
@@ -35,7 +36,9 @@ SILVER_SALES = TableContract(
         "unit_price, total; status is left out so a status update is a new version of the same "
         "sale). Limit: two genuine sales identical in all those fields merge into one."
     ),
-    write_mode="replace affected sale_month partitions in one commit; --full-refresh overwrites",
+    write_mode="replace_partitions",
+    write_note="the sale_month partitions the run's batches affect, in one commit",
+    upstream=("bronze/sales",),
     columns=(
         Column("sale_id", pa.string(), "Source id, or `h-` + 32 hex of the content hash.", False),
         Column("sale_date", pa.date32(), "Date of sale (any accepted spelling, parsed).", False),
@@ -69,11 +72,11 @@ SILVER_SALES = TableContract(
         ),
         *SILVER_LINEAGE,
     ),
-    checks=(
-        "sale_id is unique",
+    checks=(unique_key(), not_null()),
+    rules=RULES,
+    notes=(
         "every processed bronze record is the current row of its sale_id, a superseded version, "
-        "or quarantined (medallion audit)",
-        *(f"[{r.severity}] {r.name}: {r.description}" for r in RULES),
+        "or quarantined (`medallion audit`)",
     ),
 )
 
@@ -85,10 +88,9 @@ SILVER_QUARANTINE = TableContract(
         "Every source column as received, its lineage, and the first drop rule it failed (rules "
         "are tried in declaration order; _meta/quality counts every rule independently)."
     ),
-    write_mode=(
-        "replace the rows of the batches processed (idempotent: a retried batch replaces its own "
-        "rows); --full-refresh overwrites"
-    ),
+    write_mode="replace_rows",
+    write_note="the rows of the batches processed (a retried batch replaces its own rows)",
+    upstream=("bronze/sales",),
     columns=(
         *(Column(c, pa.string(), f"Source column `{c}` as received.") for c in SOURCE_COLUMNS),
         Column("_rescued_data", pa.string(), "Unexpected source columns as JSON (from bronze)."),
@@ -108,7 +110,7 @@ SILVER_BATCHES = TableContract(
         "invalid rows in the quarantine; batches in _meta/ingested_files but not here are pending. "
         "max_sale_date feeds is_late: a batch's watermark is the max over earlier batches."
     ),
-    write_mode="append; --full-refresh overwrites",
+    write_mode="append",
     columns=(
         Column("batch_id", pa.string(), "Bronze batch id."),
         Column("ingested_at", TIMESTAMP, "The batch's _ingested_at (information only)."),

@@ -10,88 +10,73 @@ share falls under the threshold or an operator decides (`medallion held`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
 
+from medallion_lakehouse.checks import RowRule
 from medallion_lakehouse.silver import standardise as std
-
-Severity = Literal["warn", "drop", "fail"]
-Predicate = Callable[[ir.Table], ir.BooleanValue]
 
 QUARANTINE_SHARE_RULE = "quarantine_share"
 # Not a check of the data: an operator's decision about a batch the gate held (`medallion held`).
 BATCH_QUARANTINED_RULE = "held_batch_quarantined"
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    severity: Severity
-    description: str  # the reason a failing row is given, in words
-    passes: Predicate | None = None  # None for batch-level rules
-
-    def failed(self, t: ir.Table) -> ir.BooleanValue:
-        """True when the row breaks the rule (a NULL outcome counts as broken)."""
-        assert self.passes is not None, f"{self.name} is not a row rule"
-        return ~self.passes(t).fill_null(False)
-
-
-RULES: tuple[Rule, ...] = (
+RULES: tuple[RowRule, ...] = (
     # drop rules, in the order a quarantined row is attributed to the first one it breaks
-    Rule(
+    RowRule(
         "store_id_valid",
         "drop",
         "store id has no digits, an unrecognised shape, or a number outside 1-999",
         lambda t: t.p_store_id.notnull(),
     ),
-    Rule(
+    RowRule(
         "sale_date_parseable",
         "drop",
         "sale date is missing or not a real date in an accepted format",
         lambda t: t.p_sale_date.notnull(),
     ),
-    Rule(
+    RowRule(
         "quantity_positive_integer",
         "drop",
         "quantity is missing or not a whole number >= 1",
         lambda t: t.p_quantity >= 1,
     ),
-    Rule(
+    RowRule(
         "customer_id_present",
         "drop",
         "customer id is missing (a sale nobody made cannot feed customer metrics)",
         lambda t: t.p_customer_id.notnull(),
     ),
-    Rule(
+    RowRule(
         "amount_present",
         "drop",
         "price and total are both missing or unparseable, so the amount cannot be derived",
         lambda t: t.p_price.notnull() | t.p_total.notnull(),
     ),
     # warn rules: the row is kept (and, for repairs, flagged in its own columns)
-    Rule(
+    RowRule(
         "product_in_catalogue",
         "warn",
         "product is not one of the catalogue's five (kept as sent, trimmed)",
         lambda t: std.in_catalogue(t.p_product),
+        metric="unknown_products",
     ),
-    Rule(
+    RowRule(
         "status_recognised",
         "warn",
         "status is missing or unrecognised (kept as 'unknown')",
         lambda t: t.p_status != std.UNKNOWN_STATUS,
     ),
-    Rule(
+    RowRule(
         "price_present",
         "warn",
         "unit price is missing or unparseable (imputed as round(total / quantity, 2))",
         lambda t: t.p_price.notnull(),
+        metric="price_imputed",
     ),
-    Rule(
+    RowRule(
         "total_consistent",
         "warn",
         "total is missing or differs from quantity x unit price by more than 0.01 (recomputed)",
@@ -105,14 +90,15 @@ RULES: tuple[Rule, ...] = (
                 )
             )
         ),
+        metric="total_checked_failed",
     ),
-    Rule(
+    RowRule(
         QUARANTINE_SHARE_RULE,
         "fail",
         "share of a bronze batch quarantined is above settings.quarantine_fail_share (the batch "
         "is held back, later batches go on: see `medallion held`)",
     ),
-    Rule(
+    RowRule(
         BATCH_QUARANTINED_RULE,
         "drop",
         "the quality gate held this row's batch and an operator quarantined the batch whole "
@@ -120,11 +106,11 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
-ROW_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.passes is not None)
-DROP_RULES: tuple[Rule, ...] = tuple(r for r in ROW_RULES if r.severity == "drop")
+ROW_RULES: tuple[RowRule, ...] = tuple(r for r in RULES if r.passes is not None)
+DROP_RULES: tuple[RowRule, ...] = tuple(r for r in ROW_RULES if r.severity == "drop")
 
 
-def get_rule(name: str) -> Rule:
+def get_rule(name: str) -> RowRule:
     for rule in RULES:
         if rule.name == name:
             return rule

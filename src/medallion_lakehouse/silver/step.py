@@ -32,10 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_lakehouse import intents
+from medallion_lakehouse import quality as qo
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.engines.cache import StepCache
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.meta import INGESTED_FILES, QUALITY
+from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.silver import held, transform
 from medallion_lakehouse.silver import standardise as std
@@ -54,6 +56,7 @@ from medallion_lakehouse.silver.rules import (
     BatchShare,
     gate,
 )
+from medallion_lakehouse.storage.delta import CommitInfo
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"
@@ -125,35 +128,24 @@ def _batch_stats(lake: Lake, parsed: ir.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def _quality_rows(
-    run_id: str,
-    stats: list[dict[str, Any]],
-    failing: list[BatchShare],
-    whole: list[BatchShare],
-    now: datetime,
-) -> pa.Table:
-    """One row per rule; the batch-level ones count the rows of the batches they apply to."""
+def _rule_outcomes(
+    stats: list[dict[str, Any]], failing: list[BatchShare], whole: list[BatchShare]
+) -> list[qo.Outcome]:
+    """One outcome per rule; the batch-level ones count the rows of the batches they apply to."""
     checked = sum(s["rows"] for s in stats)
     batch_level = {QUARANTINE_SHARE_RULE: failing, BATCH_QUARANTINED_RULE: whole}
-    rows = []
+    outcomes = []
     for rule in RULES:
         if rule in ROW_RULES:
             failed = sum(s[f"failed__{rule.name}"] or 0 for s in stats)
         else:
             failed = sum(b.rows for b in batch_level[rule.name])
-        rows.append(
-            {
-                "run_id": run_id,
-                "table": SILVER_SALES.name,
-                "rule": rule.name,
-                "severity": rule.severity,
-                "rows_checked": checked,
-                "rows_failed": failed,
-                "checked_at": now,
-                "description": rule.description,
-            }
+        outcomes.append(
+            qo.Outcome(
+                SILVER_SALES.name, rule.name, rule.severity, checked, failed, rule.description
+            )
         )
-    return pa.Table.from_pylist(rows, schema=QUALITY.schema)
+    return outcomes
 
 
 def _gate_message(
@@ -196,59 +188,204 @@ def _full_refresh_intent(
     )
 
 
-class EngineCache:
-    """Tables materialised on the engine for the length of a run, released at its end."""
+@dataclass(frozen=True)
+class SilverPlan:
+    """What a silver run will process, read from the lake's records before anything is done."""
 
-    def __init__(self, lake: Lake) -> None:
-        self.lake = lake
-        self.tables: list[ir.Table] = []
+    mode: str  # incremental | range | full_refresh
+    interrupted: list[intents.Intent]  # unfinished full refreshes this run resumes
+    ledger: list[dict[str, Any]]  # `_meta/silver_batches` rows kept (none for a full refresh)
+    holds: dict[str, held.HeldBatch]  # the gate's current record per held batch
+    decided: dict[held.Decision, set[str]]  # decision -> batch ids
+    pending: list[Batch]  # batches to process, in the lake's batch order
 
-    def __call__(self, expr: ir.Table) -> ir.Table:
-        cached = expr.cache()
-        self.tables.append(cached)
-        return cached
+    @property
+    def full(self) -> bool:
+        return self.mode == "full_refresh"
 
-    def release(self) -> None:
-        for table in self.tables:
-            name = table.op().name
-            try:
-                table.release()
-            except Exception:
-                # ibis 12 with sqlglot 30 renders DuckDB's DROP without the table name; the
-                # failed release has already detached ibis' finalizer, so drop it by hand.
-                self.lake.engine.backend.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
-        self.tables.clear()
+    @property
+    def ranged(self) -> bool:
+        return self.mode == "range"
 
+    @property
+    def processed(self) -> set[str]:
+        return {r["batch_id"] for r in self.ledger}
 
-def run(lake: Lake, ctx: StepContext) -> StepResult:
-    """Process the pending bronze batches (or all of bronze, or a sale-date range) into silver."""
-    caches = EngineCache(lake)
-    try:
-        return _run(lake, ctx, caches)
-    finally:
-        caches.release()
+    @property
+    def arrived(self) -> dict[str, Batch]:
+        return {b.batch_id: b for b in self.pending}
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {b.batch_id: b.source_file for b in self.pending}
 
 
-def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
-    started = time.perf_counter()
-    now = datetime.now(UTC)
-    commit = ctx.commit(STEP)
-    engine = lake.engine
+def plan(lake: Lake, ctx: StepContext) -> SilverPlan:
+    """The batches and the mode of the next silver run (reads only; takes no lock)."""
     interrupted = intents.unfinished(lake, STEP, FULL_REFRESH)
     full = ctx.full_refresh or bool(interrupted)
     ranged = not full and (ctx.date_from is not None or ctx.date_to is not None)
     mode = "full_refresh" if full else ("range" if ranged else "incremental")
-
     ledger = (SILVER_BATCHES.empty() if full else lake.read_arrow(SILVER_BATCHES.name)).to_pylist()
-    processed = {r["batch_id"] for r in ledger}
     holds = held.current(lake)
     decided = {s: {b for b, h in holds.items() if h.state == s} for s in held.DECISIONS}
+    processed = {r["batch_id"] for r in ledger}
     pending = [b for b in _pending(lake, processed) if b.batch_id not in decided["dropped"]]
-    files = {b.batch_id: b.source_file for b in pending}
-    arrived = {b.batch_id: b for b in pending}
+    return SilverPlan(mode, interrupted, ledger, holds, decided, pending)
+
+
+@dataclass
+class SilverWrite:
+    """What the run computed and `_commit` writes."""
+
+    batch_ids: list[str]  # the batches processed (held ones left out)
+    new_bronze: ir.Table | None
+    new_parsed: ir.Table | None
+    rebuild: ir.Table | None  # the rebuilt months (everything on a full refresh)
+    months: list[str]  # partitions replaced
+    months_before: list[str]  # partitions silver held before a full refresh
+    quality: list[qo.Outcome]  # the rules' outcomes on the batches
+    stats: dict[str, dict[str, Any]]  # per batch id: rows, dropped, max_sale_date, failed__*
+    watermarks: dict[str, date | None]
+    dropped: int
+
+
+@dataclass(frozen=True)
+class Written:
+    tables: dict[str, int | None]
+    silver_version: int | None
+    rows: int
+    changed: list[str]
+
+
+def _commit(
+    lake: Lake,
+    ctx: StepContext,
+    the_plan: SilverPlan,
+    w: SilverWrite,
+    commit: CommitInfo,
+    now: datetime,
+) -> Written:
+    """Write in the documented order: (full refresh intent) -> quarantine -> silver ->
+    `_meta/silver_changes` -> `_meta/quality` -> ledger -> (intent done)."""
+    engine = lake.engine
+    full, mode = the_plan.full, the_plan.mode
+    new_ids, months, stats = w.batch_ids, w.months, w.stats
+    tables: dict[str, int | None] = {}
+    if full:
+        intents.record(lake, [_full_refresh_intent(ctx.run_id, "started")], commit=commit)
+    if full or w.dropped:
+        assert w.new_parsed is not None and w.new_bronze is not None
+        # Replacing the rows of exactly these batches (not appending) makes a retry after a
+        # crash rewrite the same rows instead of adding them twice; the quarantine is small, so
+        # it is written from Arrow on the driver, the same way on every engine.
+        q = lake.write_arrow(
+            SILVER_QUARANTINE.name,
+            engine.to_arrow(transform.quarantine(w.new_bronze, w.new_parsed, ctx.run_id)),
+            commit=commit,
+            **SILVER_QUARANTINE.write_args(full=full, values=new_ids),
+        )
+        tables[SILVER_QUARANTINE.name] = q.version
+        checkpoint("silver.after_quarantine")
+    checkpoint("silver.before_commit")
+    silver_version = lake.version(SILVER_SALES.name)
+    written = 0
+    if full or months:
+        assert w.rebuild is not None
+        out = lake.write(
+            SILVER_SALES.name,
+            w.rebuild,
+            commit=commit,
+            **SILVER_SALES.write_args(full=full, values=months),
+        )
+        silver_version, written = out.version, out.rows
+    tables[SILVER_SALES.name] = silver_version
+    changed = sorted(set(months) | set(w.months_before))
+    if changed:
+        lake.write_arrow(
+            SILVER_CHANGES.name,
+            pa.Table.from_pylist(
+                [
+                    {
+                        "run_id": ctx.run_id,
+                        "silver_version": silver_version,
+                        "sale_month": m,
+                        "mode": mode,
+                        "changed_at": now,
+                    }
+                    for m in changed
+                ],
+                schema=SILVER_CHANGES.schema,
+            ),
+            commit=commit,
+        )
+    if months or full:
+        # The contract's checks (unique sale_id, required columns) on the partitions just
+        # written: read back from the commit, so they see what readers will see.
+        written_months = lake.read(SILVER_SALES.name, version=silver_version)
+        if not full:
+            written_months = written_months.filter(written_months.sale_month.isin(months))
+        contract_checks = qo.evaluate(engine, SILVER_SALES, written_months)
+    else:
+        contract_checks = []
+    qo.write(lake, w.quality + contract_checks, commit, now)
+    # The rules' `fail` (the share gate) holds batches above; here only the contract's checks.
+    qo.raise_if_broken(contract_checks, SILVER_SALES.name, committed=True)
+    checkpoint("silver.before_ledger")
+    if new_ids or full:
+        entries = [
+            {
+                "batch_id": b,
+                "seq": the_plan.arrived[b].seq,
+                "ingested_at": the_plan.arrived[b].ingested_at,
+                "rows": stats[b]["rows"] if b in stats else 0,
+                "rows_valid": (stats[b]["rows"] - (stats[b]["dropped"] or 0)) if b in stats else 0,
+                "rows_quarantined": (stats[b]["dropped"] or 0) if b in stats else 0,
+                "max_sale_date": stats[b]["max_sale_date"] if b in stats else None,
+                "watermark": w.watermarks.get(b),
+                "affected_months": json.dumps(changed),
+                "silver_version": silver_version,
+                "run_id": ctx.run_id,
+                "processed_at": now,
+            }
+            for b in new_ids
+        ]
+        ledger_table = pa.Table.from_pylist(entries, schema=SILVER_BATCHES.schema)
+        lake.write_arrow(
+            SILVER_BATCHES.name, ledger_table, commit=commit, **SILVER_BATCHES.write_args(full=full)
+        )
+    if full:
+        closed = [
+            _full_refresh_intent(i.intent_id, "done", ctx.run_id) for i in the_plan.interrupted
+        ]
+        closed.append(_full_refresh_intent(ctx.run_id, "done"))
+        intents.record(lake, closed, commit=commit)
+    return Written(tables, silver_version, written, changed)
+
+
+def run(lake: Lake, ctx: StepContext) -> StepResult:
+    """Process the pending bronze batches (or all of bronze, or a sale-date range) into silver."""
+    with StepCache(lake.engine) as cache:
+        return _run(lake, ctx, cache)
+
+
+def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    commit = ctx.commit(STEP)
+    engine = lake.engine
+    the_plan = plan(lake, ctx)
+    full, ranged, mode = the_plan.full, the_plan.ranged, the_plan.mode
+    ledger, processed, holds, decided = (
+        the_plan.ledger,
+        the_plan.processed,
+        the_plan.holds,
+        the_plan.decided,
+    )
+    pending, files, arrived = the_plan.pending, the_plan.files, the_plan.arrived
     result = StepResult(step=STEP, metrics={"mode": mode, "affected_months": []})
-    if interrupted and not ctx.full_refresh:
-        result.metrics["resumed_full_refresh"] = [i.intent_id for i in interrupted]
+    if the_plan.interrupted and not ctx.full_refresh:
+        result.metrics["resumed_full_refresh"] = [i.intent_id for i in the_plan.interrupted]
     if not pending and not ranged:
         result.status = "skipped"
         result.message = "no new bronze batches"
@@ -285,7 +422,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
     exempt = decided["accepted"] | decided["quarantined"]
     failing = gate([b for b in shares if b.batch_id not in exempt], threshold)
     whole = [b for b in shares if b.batch_id in decided["quarantined"]]
-    quality = _quality_rows(ctx.run_id, stats, failing, whole, now) if new_ids else None
+    quality = _rule_outcomes(stats, failing, whole) if new_ids else []
     if failing:
         # Hold these batches back; everything else goes on.
         fresh_holds = [
@@ -314,8 +451,7 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         stats = [st for st in stats if st["_batch_id"] not in held_ids]
         shares = [b for b in shares if b.batch_id not in held_ids]
         if not new_ids and not ranged:
-            assert quality is not None
-            lake.write_arrow(QUALITY.name, quality, commit=commit)
+            qo.write(lake, quality, commit, now)
             result.seconds = time.perf_counter() - started
             return result
         assert new_bronze is not None and new_parsed is not None
@@ -375,104 +511,43 @@ def _run(lake: Lake, ctx: StepContext, cache: EngineCache) -> StepResult:
         )
         rebuild = transform.latest(kept.union(transform.conform(fresh)))
 
-    # -- commits: quarantine, silver, changes, quality, ledger ----------------------------------
+    # -- commits ---------------------------------------------------------------------------------
     ctx.report(2, 4, "silver: writing")
     dropped = sum(b.dropped for b in shares)
-    tables: dict[str, int | None] = {}
-    if full:
-        intents.record(lake, [_full_refresh_intent(ctx.run_id, "started")], commit=commit)
-    if full or dropped:
-        assert new_parsed is not None and new_bronze is not None
-        # Replacing the rows of exactly these batches (not appending) makes a retry after a
-        # crash rewrite the same rows instead of adding them twice; the quarantine is small, so
-        # it is written from Arrow on the driver, the same way on every engine.
-        q = lake.write_arrow(
-            SILVER_QUARANTINE.name,
-            engine.to_arrow(transform.quarantine(new_bronze, new_parsed, ctx.run_id)),
-            commit=commit,
-            mode="overwrite" if full else "append",
-            replace=None if full else {"_batch_id": new_ids},
-        )
-        tables[SILVER_QUARANTINE.name] = q.version
-        checkpoint("silver.after_quarantine")
-    checkpoint("silver.before_commit")
-    silver_version = lake.version(SILVER_SALES.name)
-    written = 0
-    if full:
-        w = lake.write(SILVER_SALES.name, rebuild, commit=commit, mode="overwrite")
-        silver_version, written = w.version, w.rows
-    elif months:
-        w = lake.write(SILVER_SALES.name, rebuild, commit=commit, replace={"sale_month": months})
-        silver_version, written = w.version, w.rows
-    tables[SILVER_SALES.name] = silver_version
-    changed = sorted(set(months) | set(months_before))
-    if changed:
-        lake.write_arrow(
-            SILVER_CHANGES.name,
-            pa.Table.from_pylist(
-                [
-                    {
-                        "run_id": ctx.run_id,
-                        "silver_version": silver_version,
-                        "sale_month": m,
-                        "mode": mode,
-                        "changed_at": now,
-                    }
-                    for m in changed
-                ],
-                schema=SILVER_CHANGES.schema,
-            ),
-            commit=commit,
-        )
-    if quality is not None:
-        lake.write_arrow(QUALITY.name, quality, commit=commit)
-    checkpoint("silver.before_ledger")
-    if new_ids or full:
-        entries = [
-            {
-                "batch_id": b,
-                "seq": arrived[b].seq,
-                "ingested_at": arrived[b].ingested_at,
-                "rows": by_batch[b]["rows"] if b in by_batch else 0,
-                "rows_valid": (by_batch[b]["rows"] - (by_batch[b]["dropped"] or 0))
-                if b in by_batch
-                else 0,
-                "rows_quarantined": (by_batch[b]["dropped"] or 0) if b in by_batch else 0,
-                "max_sale_date": by_batch[b]["max_sale_date"] if b in by_batch else None,
-                "watermark": marks.get(b),
-                "affected_months": json.dumps(changed),
-                "silver_version": silver_version,
-                "run_id": ctx.run_id,
-                "processed_at": now,
-            }
-            for b in new_ids
-        ]
-        ledger_table = pa.Table.from_pylist(entries, schema=SILVER_BATCHES.schema)
-        lake.write_arrow(
-            SILVER_BATCHES.name, ledger_table, commit=commit, mode="overwrite" if full else "append"
-        )
-    if full:
-        closed = [_full_refresh_intent(i.intent_id, "done", ctx.run_id) for i in interrupted]
-        closed.append(_full_refresh_intent(ctx.run_id, "done"))
-        intents.record(lake, closed, commit=commit)
+    written = _commit(
+        lake,
+        ctx,
+        the_plan,
+        SilverWrite(
+            batch_ids=new_ids,
+            new_bronze=new_bronze,
+            new_parsed=new_parsed,
+            rebuild=rebuild,
+            months=months,
+            months_before=months_before,
+            quality=quality,
+            stats=by_batch,
+            watermarks=marks,
+            dropped=dropped,
+        ),
+        commit,
+        now,
+    )
     ctx.report(4, 4, "silver: done")
 
-    rows_in = sum(b.rows for b in shares)
-    failures = {
-        s: sum(x[f"failed__{s}"] or 0 for x in stats)
-        for s in ("price_present", "total_consistent", "product_in_catalogue")
-    }
-    result.rows_in = rows_in
-    result.rows_out = written
+    result.rows_in = sum(b.rows for b in shares)
+    result.rows_out = written.rows
     result.rows_quarantined = dropped
-    result.tables = tables
+    result.tables = written.tables
     result.metrics.update(
-        affected_months=changed,
+        affected_months=written.changed,
         batches=new_ids,
-        silver_version=silver_version,
-        price_imputed=failures["price_present"],
-        total_checked_failed=failures["total_consistent"],
-        unknown_products=failures["product_in_catalogue"],
+        silver_version=written.silver_version,
+        **{
+            rule.metric: sum(x[f"failed__{rule.name}"] or 0 for x in stats)
+            for rule in ROW_RULES
+            if rule.metric
+        },
     )
     result.seconds = time.perf_counter() - started
     return result

@@ -1,16 +1,16 @@
 """A first look at a landing file, as the original project's stage 1 did: pure computation.
 
-`explore_file` streams the file in batches (bounded memory) with every column read as a string,
-exactly as bronze sees it, and returns plain data; `medallion explore` prints it and the HTML
-report reuses it.
+`explore_file` streams the file in batches (bounded memory) through bronze's own readers, so
+it sees exactly the columns, rows and rejected lines an ingest would (the same header rules,
+quoting, compression and JSON handling), and returns plain data; `medallion explore` prints it
+and the HTML report reuses it. An empty field counts as missing.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from medallion_lakehouse.bronze import readers
+from medallion_lakehouse.bronze.contract import SOURCE_COLUMNS
 from medallion_lakehouse.errors import MedallionError
 
 TOP_VALUES = 10
@@ -92,78 +92,41 @@ class ExploreResult:
     sale_date_min: str | None
     sale_date_max: str | None
     unparseable_dates: int
+    rejected_lines: int = 0  # lines bronze would keep in bronze/sales_rejects
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return asdict(self)
 
 
-def _batches(path: Path) -> tuple[str, list[str], Any]:
-    """(format, column names, iterator of record batches with string columns)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        pf = pq.ParquetFile(path)
-        names = pf.schema_arrow.names
-        return "parquet", names, pf.iter_batches(batch_size=1_000_000)
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        names = _jsonl_columns(path)
-        return "jsonl", names, _jsonl_batches(path, names)
-    with path.open("rb") as fh:
-        header = fh.readline().decode("utf-8", errors="replace").strip()
-    names = [c.strip().strip('"') for c in header.split(",")]
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=64 << 20),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.string()),
-            null_values=[""],  # only an empty field is missing; `N/A` is a value to judge
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    return "csv", names, reader
-
-
-def _jsonl_columns(path: Path) -> list[str]:
-    """Keys of the first JSON object: the columns (later extra keys are ignored)."""
-    with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                return list(json.loads(line))
-    return []
-
-
-def _jsonl_batches(path: Path, names: list[str], size: int = 200_000) -> Iterator[pa.RecordBatch]:
-    """JSON lines as string batches. Arrow's JSON reader refuses a column that mixes numbers
-    and strings (`2` and `two`), which is exactly what dirty feeds send, so parse in Python with
-    numbers kept as their literal text."""
-    rows: list[dict[str, Any]] = []
-
-    def batch() -> pa.RecordBatch:
-        cols = {n: pa.array([r.get(n) for r in rows], pa.string()) for n in names}
-        return pa.RecordBatch.from_pydict(cols)
-
-    with path.open("rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            record = json.loads(line, parse_float=str, parse_int=str)
-            rows.append(
-                {k: v if v is None or isinstance(v, str) else str(v) for k, v in record.items()}
-            )
-            if len(rows) == size:
-                yield batch()
-                rows = []
-    if rows:
-        yield batch()
-
-
-def _guarded(path: Path, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Batches, with a parse error half-way through reported as an ExploreError."""
+def _profiled(
+    path: Path, profile: Callable[[Iterator[pa.RecordBatch]], ExploreResult]
+) -> ExploreResult:
+    """Run `profile` over the file's batches as bronze reads them (the fast CSV path, else the
+    line-by-line one from the start), then fill in what the read itself learnt."""
+    options = readers.ReaderOptions()
+    report = readers.ParseReport()
+    fmt = readers.file_format(path, options=options) or "csv"
     try:
-        yield from batches
-    except (pa.ArrowInvalid, ValueError) as exc:
+        if fmt == "jsonl":
+            result = profile(readers.read_jsonl(path, report, options=options))
+        elif fmt == "parquet":
+            result = profile(readers.read_parquet(path, report, options=options))
+        else:
+            header = readers.read_csv_header(path, options=options)
+            if header is None:
+                result = profile(iter(()))
+            else:
+                try:
+                    result = profile(readers.stream_csv_fast(path, header, report, options=options))
+                except readers.FastPathFailed:
+                    report.reset()
+                    result = profile(readers.stream_csv_slow(path, header, report, options=options))
+    except readers.FileUnreadableError as exc:
         raise ExploreError(f"Cannot read {path}: {exc}") from exc
+    result.format = fmt
+    result.rejected_lines = len(report.rejects)
+    return result
 
 
 def explore_file(path: str | Path) -> ExploreResult:
@@ -173,25 +136,33 @@ def explore_file(path: str | Path) -> ExploreResult:
         raise ExploreError(
             f"{p} is not a file. Pass a landing file such as data/landing/sales_0001.csv."
         )
-    try:
-        fmt, names, batches = _batches(p)
-    except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        raise ExploreError(f"Cannot read {p}: {exc}") from exc
+    return _profiled(p, lambda batches: _profile(p, batches))
 
+
+def _present(batch: pa.RecordBatch) -> list[str]:
+    """The source columns the file has: a column it lacks reads as all nulls, one it has as
+    strings (an empty field is an empty string)."""
+    return [n for n in SOURCE_COLUMNS if batch.column(n).null_count < batch.num_rows]
+
+
+def _profile(p: Path, batches: Iterator[pa.RecordBatch]) -> ExploreResult:
+    names: list[str] = []
     rows = 0
     nulls = Counter[str]()
-    counts: dict[str, list[pa.StructArray]] = {n: [] for n in names if n in COUNTED}
+    counts: dict[str, list[pa.StructArray]] = {n: [] for n in COUNTED}
     totals: list[np.ndarray] = []
     kept, stride = 0, 1
     tp = TotalsProfile()
     hist = np.zeros(len(TOTAL_EDGES), dtype=np.int64)
     t_sum, t_min, t_max = 0.0, np.inf, -np.inf
-    for batch in _guarded(p, batches):
+    for batch in batches:
+        if not batch.num_rows:
+            continue
         rows += batch.num_rows
-        for name in batch.schema.names:
+        names += [n for n in _present(batch) if n not in names]
+        for name in names:
             col = batch.column(name)
-            if col.type != pa.string():
-                col = pc.cast(col, pa.string())
+            col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
             nulls[name] += col.null_count
             # Per batch, only value counts; shapes and dates are judged on distinct values.
             if name in counts:
@@ -216,6 +187,7 @@ def explore_file(path: str | Path) -> ExploreResult:
                     kept = sum(len(t) for t in totals)
                     stride *= 2
 
+    names = [n for n in SOURCE_COLUMNS if n in names]
     profiles = []
     merged: dict[str, list[tuple[str, int]]] = {}
     for name in names:
@@ -246,10 +218,10 @@ def explore_file(path: str | Path) -> ExploreResult:
     tp.histogram = list(zip(labels, (int(h) for h in hist), strict=True))
     return ExploreResult(
         path=str(p),
-        format=fmt,
+        format="",  # set by _profiled
         size_bytes=p.stat().st_size,
         rows=rows,
-        columns=names,
+        columns=[n for n in SOURCE_COLUMNS if n in names],
         column_profiles=profiles,
         store_shapes=dict(shapes.most_common()),
         totals=tp,

@@ -1,0 +1,37 @@
+"""Tables materialised on an engine for the length of one step, released at its end."""
+
+from __future__ import annotations
+
+import ibis.expr.types as ir
+
+from medallion_lakehouse.engines.base import Engine
+
+
+class StepCache:
+    """`cache(expr)` materialises `expr` once (a step that reads it several times pays for one
+    evaluation); `release()` drops every table it made. Use it as a context manager."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.tables: list[ir.Table] = []
+
+    def __call__(self, expr: ir.Table) -> ir.Table:
+        cached = expr.cache()
+        self.tables.append(cached)
+        return cached
+
+    def release(self) -> None:
+        for table in self.tables:
+            try:
+                table.release()
+            except Exception:
+                # ibis' release can fail on a backend (see Engine.drop_cached); it has already
+                # detached its finalizer then, so the engine drops the table itself.
+                self.engine.drop_cached(table.op().name)
+        self.tables.clear()
+
+    def __enter__(self) -> StepCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
