@@ -26,6 +26,7 @@ from medallion_lakehouse.storage.delta import CommitInfo, history
 
 pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se
+from medallion_lakehouse.engines.spark_session import jars_dir
 
 pytestmark = [
     pytest.mark.cluster,
@@ -106,7 +107,10 @@ def test_bronze_write_read_round_trip_on_the_cluster(
         assert ingest(lake, run_id="r1").rows == 5_000
         bronze = lake.read(BRONZE_SALES.name)
         assert engine.count(bronze) == 5_000
-        # A computed table, written by the executor, committed by the driver.
+        # Bronze came from the driver as Arrow and was committed by Delta Spark.
+        commits = lake.history(BRONZE_SALES.name)
+        assert commits[0]["engineInfo"].startswith("Apache-Spark"), commits[0]
+        # A computed table, written by the executor, committed by Delta Spark.
         derived = bronze.select(
             "_batch_id",
             "_source_line",
@@ -156,3 +160,7 @@ def test_bronze_write_read_round_trip_on_the_cluster(
     assert canon(on_spark).equals(canon(expected))
     assert canon(on_duckdb).equals(canon(expected))
     assert history(uri)[0]["step"] == "cluster-test"
+    assert history(uri)[0]["engineInfo"].startswith("Apache-Spark")
+    # The jars came from build/spark-jars as local: URIs (no 0.5 GB copy to each executor).
+    if jars_dir() is not None:
+        assert engine.session.conf.get("spark.jars", "").startswith("local:")

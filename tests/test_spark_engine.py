@@ -185,8 +185,10 @@ def test_jars_come_from_the_folder_or_from_maven(
     (tmp_path / "hadoop-aws.jar").write_bytes(b"")
     monkeypatch.setenv(ss.JARS_ENV, str(tmp_path))
     local = ss.jar_conf("local[2]")
-    assert local["spark.driver.extraClassPath"] == local["spark.executor.extraClassPath"]
-    assert str(tmp_path / "hadoop-aws.jar") in local["spark.driver.extraClassPath"]
+    assert local["spark.jars"].split(",") == [
+        f"local:{tmp_path / f'delta-spark_2.13-{ss.DELTA_VERSION}.jar'}",
+        f"local:{tmp_path / 'hadoop-aws.jar'}",
+    ]
     # A cluster elsewhere cannot see this machine's folder: Spark resolves the packages.
     remote = ss.jar_conf("spark://10.1.2.3:7077")
     assert remote == {"spark.jars.packages": ",".join(ss.PACKAGES)}

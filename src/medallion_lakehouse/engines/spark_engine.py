@@ -167,6 +167,31 @@ class SparkEngine(Engine):
         self.backend = _ibis_pyspark().connect(self.session)
         self.spool_uri = spool_uri
         self._views: list[str] = []
+        self._cache_without_whole_stage_codegen()
+
+    def _cache_without_whole_stage_codegen(self) -> None:
+        """Plan cached tables (Ibis `.cache()`) without whole-stage code generation.
+
+        The tables a step caches are its wide parses (silver: every standardisation and rule of
+        bronze in one projection). Fused into one whole-stage method, that projection outgrows
+        the JVM's 64 KB per method: Janino fails to compile it ("Code grows beyond 64 KB") and
+        Spark falls back after wasting the compile. Planned without whole-stage codegen, the
+        projection is still generated code (split into methods), with no failed compile. The
+        cached plan is fixed when `.cache()` is called, so the setting is needed only then.
+        """
+        backend = self.backend
+        create = backend._create_cached_table
+        key = "spark.sql.codegen.wholeStage"
+
+        def create_cached_table(name: str, expr: ir.Table) -> ir.Table:
+            before = self.session.conf.get(key, "true")
+            self.session.conf.set(key, "false")
+            try:
+                return create(name, expr)
+            finally:
+                self.session.conf.set(key, before or "true")
+
+        backend._create_cached_table = create_cached_table
 
     # -- reading -------------------------------------------------------------------------
     def _view(self, df: DataFrame, prefix: str) -> ir.Table:
@@ -285,10 +310,10 @@ class SparkEngine(Engine):
         df = df.select(
             *(sf.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name) for f in schema)
         )
+        # No repartitioning by the partition columns: it would shuffle every row once more, and
+        # put a partition with one value (bronze's ingest date) in one task. Each task writes a
+        # file per partition value it holds.
         parts = list(partition_by)
-        if parts:
-            # One shuffle by partition keeps it to about one file per partition and task.
-            df = df.repartition(*(sf.col(f"`{c}`") for c in parts))
         writer = df.write.format("delta").mode(mode).option("userMetadata", commit.user_metadata())
         if where is not None:
             writer = writer.option("replaceWhere", where)

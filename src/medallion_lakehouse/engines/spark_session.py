@@ -129,14 +129,17 @@ def jars_dir() -> Path | None:
 def jar_conf(master: str) -> dict[str, str]:
     """Where the Delta and S3 jars come from: a local folder, else Maven (spark.jars.packages).
 
-    A local folder goes on the class path (`extraClassPath`), so nothing is copied to executors;
-    that needs the same path on every node, which holds for local masters and a cluster on this
-    machine. Other clusters resolve the packages (or get them from --spark-conf).
+    A local folder's jars are named as `local:` URIs in spark.jars: each node opens its own copy
+    (nothing is shipped to executors, which matters for the 0.5 GB AWS SDK bundle), and they load
+    after Spark's own classes (the bundle carries unshaded slf4j and netty: first on the class
+    path, they silenced Spark's log). The same path must exist on every node, which holds for
+    local masters and a cluster on this machine; other clusters resolve the packages (or get
+    them from --spark-conf).
     """
     folder = jars_dir()
     if folder is not None and is_loopback(master):
-        path = os.pathsep.join(str(p) for p in sorted(folder.glob("*.jar")))
-        return {"spark.driver.extraClassPath": path, "spark.executor.extraClassPath": path}
+        jars = ",".join(f"local:{p.absolute()}" for p in sorted(folder.glob("*.jar")))
+        return {"spark.jars": jars}
     return {"spark.jars.packages": ",".join(PACKAGES)}
 
 
