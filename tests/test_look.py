@@ -109,6 +109,14 @@ def test_sql_answers_from_the_live_snapshot_in_every_format(seed_ws: Path) -> No
     assert code == 0 and "6" in out  # two runs x three steps
 
 
+def test_look_commands_print_plain_lines_off_a_terminal(seed_ws: Path) -> None:
+    # The CLI runner is not a terminal: tables come as aligned lines (Airflow logs, pipes).
+    for args in (("sql", "--tables"), ("sql", "SELECT 1 AS one"), ("plan",)):
+        code, out, _ = cli(*args, "-w", str(seed_ws))
+        assert code == 0, out
+        assert out.strip() and not set(out) & set("┃│┏━┡╇└┘"), out
+
+
 def test_sql_file_and_as_of(seed_ws: Path, tmp_path: Path) -> None:
     query = tmp_path / "q.sql"
     query.write_text("SELECT count(*) AS n FROM silver.sales")

@@ -29,6 +29,7 @@ from medallion_lakehouse.cli.app import (
     plain,
     settings_from,
 )
+from medallion_lakehouse.cli.output import show_table
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.lake import Lake
@@ -121,7 +122,7 @@ def sql_command(
                         f"{v.rows:,}",
                         plain(v.grain),
                     )
-                console.print(view)
+                show_table(view)
                 return
             if (query is None) == (file is None):
                 raise ConfigError("Give a query, or --file FILE (or --tables to list the views).")
@@ -137,7 +138,7 @@ def sql_command(
         elif csv_out:
             sys.stdout.write(_csv(data))
         else:
-            console.print(_arrow_view(data))
+            show_table(_arrow_view(data))
             shown = min(data.num_rows, TABLE_ROWS)
             more = (
                 f" (first {shown:,} shown: use --csv or --json for all)"
@@ -207,14 +208,14 @@ def _print_trace(result: Trace) -> None:
             plain(v.outcome, colours.get(v.outcome, "")),
             plain(why),
         )
-    console.print(view)
+    show_table(view)
     if result.silver is not None:
         row = Table(title=plain(f"silver/sales (month last rewritten at v{result.silver_version})"))
         row.add_column("column")
         row.add_column("value", overflow="fold")
         for k, val in result.silver.items():
             row.add_row(plain(k), plain(_value(val)))
-        console.print(row)
+        show_table(row)
     else:
         console.print("Not in silver/sales.")
     for g in result.gold:
@@ -271,7 +272,7 @@ def _print_plan(p: Plan) -> None:
                 f"{f.rows:,}" if f.action == "ingest" else "",
                 f"{f.rejects:,}" if f.action == "ingest" else "", plain(f.reason or ""),
             )  # fmt: skip
-        console.print(files)
+        show_table(files)
     else:
         console.print("No landing files.")
     if p.bronze_recovery:
@@ -292,7 +293,7 @@ def _print_plan(p: Plan) -> None:
                 plain(b.source_file), f"{b.rows:,}", f"{b.quarantined:,}",
                 plain("held" if b.held else "passes", "red" if b.held else ""),
             )  # fmt: skip
-        console.print(batches)
+        show_table(batches)
         rules = ", ".join(f"{r} {n:,}" for r, n in p.quarantined_by_rule.items()) or "none"
         console.print(markup("quarantined by rule: {}", rules))
         warned = ", ".join(f"{r} {n:,}" for r, n in p.rule_failures.items() if n) or "none"
@@ -390,7 +391,7 @@ def _print_verify(report: VerifyReport, months: list[str]) -> None:
             plain(d.table), plain(_value(d.part)), f"{d.live_rows:,}", f"{d.rebuilt_rows:,}",
             _value(d.live_revenue), _value(d.rebuilt_revenue), "yes" if d.same_rows else "no",
         )  # fmt: skip
-    console.print(view)
+    show_table(view)
     console.print(markup("[red]differing months:[/] {}", ", ".join(months) or "(quarantine only)"))
     if report.scratch:
         console.print(markup("scratch lake: {}", report.scratch))
@@ -418,6 +419,6 @@ def show_manifest_score(settings: Settings, manifest: Path | None, json_out: boo
             f"{k.caught:,}", plain(f"{k.missed:,}", "red" if k.missed else ""),
             plain(f"{k.false_alarms:,}", "yellow" if k.false_alarms else ""),
         )  # fmt: skip
-    console.print(view)
+    show_table(view)
     if result.missing_files:
         console.print(markup("not in bronze yet (not scored): {}", ", ".join(result.missing_files)))
