@@ -260,12 +260,16 @@ def nb04() -> list[nbformat.NotebookNode]:
             "what `medallion optimize --apply` runs for every table."
         ),
         new_code_cell(
-            "from medallion_lakehouse.cli.ops import optimize_table\n"
-            "from medallion_lakehouse.pipeline.context import new_run_id\n\n"
+            "from medallion_lakehouse.pipeline.context import new_run_id\n"
+            "from medallion_lakehouse.storage.delta import CommitInfo\n"
+            "from medallion_lakehouse.storage.maintenance import optimize_table\n\n"
             'before = lake.version("silver/sales")\n'
-            "run_id = new_run_id()\n"
+            'commit = CommitInfo(run_id=new_run_id(), step="optimize")\n'
             "rows = [\n"
-            "    optimize_table(settings, name, apply=True, retention_hours=168, run_id=run_id)\n"
+            "    optimize_table(\n"
+            "        name, lake.uri(name), apply=True, retention_hours=168, commit=commit,\n"
+            "        storage_options=lake.storage_options,\n"
+            "    ).as_dict()\n"
             '    for name in ("bronze/sales", "silver/sales", "gold/product_store_daily")\n'
             "]\n"
             'pd.DataFrame(rows)[["table", "version", "files", "small_files", "compacted"]]'
