@@ -4,8 +4,6 @@ only parses options and renders results."""
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,7 +27,7 @@ from medallion_lakehouse.cli.app import (
     plain,
     settings_from,
 )
-from medallion_lakehouse.cli.output import show_table
+from medallion_lakehouse.cli.output import csv_text, show_table
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.lake import Lake
@@ -58,15 +56,6 @@ def _arrow_view(data: pa.Table, title: str | None = None) -> Table:
     for row in data.slice(0, TABLE_ROWS).to_pylist():
         view.add_row(*(plain(_value(v), "dim" if v is None else "") for v in row.values()))
     return view
-
-
-def _csv(data: pa.Table) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(data.column_names)
-    for row in data.to_pylist():
-        writer.writerow(["" if v is None else v for v in row.values()])
-    return out.getvalue()
 
 
 # -- sql ---------------------------------------------------------------------------------------
@@ -136,7 +125,7 @@ def sql_command(
         if json_out:
             emit_json(data.to_pylist())
         elif csv_out:
-            sys.stdout.write(_csv(data))
+            sys.stdout.write(csv_text(data))
         else:
             show_table(_arrow_view(data))
             shown = min(data.num_rows, TABLE_ROWS)

@@ -7,6 +7,8 @@ Every command prints through these helpers, so that `--quiet`, `--plain` and `--
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import sys
@@ -17,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from rich.console import Console
 from rich.errors import MarkupError
 from rich.markup import escape
@@ -169,3 +172,13 @@ def markup(template: str, *args: object, **kwargs: object) -> Text:
 
     text = template.format(*map(literal, args), **{k: literal(v) for k, v in kwargs.items()})
     return Text.from_markup(text, emoji=False)
+
+
+def csv_text(data: pa.Table) -> str:
+    """The rows as CSV with a header (null as an empty field): data for pipes, not Rich."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(data.column_names)
+    for row in data.to_pylist():
+        writer.writerow(["" if v is None else v for v in row.values()])
+    return buffer.getvalue()

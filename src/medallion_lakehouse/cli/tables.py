@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -30,6 +28,7 @@ from medallion_lakehouse.cli.app import (
     settings_from,
     show_table,
 )
+from medallion_lakehouse.cli.output import csv_text
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import ConfigError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
@@ -218,15 +217,6 @@ def _order(spec: str | None, available: list[str], key: tuple[str, ...], table: 
     return keys
 
 
-def _csv(data: pa.Table) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(data.column_names)
-    for row in data.to_pylist():
-        writer.writerow(["" if v is None else v for v in row.values()])
-    return buffer.getvalue()
-
-
 def _check_readable(lake: Lake, table: str, version: int | None) -> int | None:
     """The current version; an error for a version that does not exist or was vacuumed."""
     current = lake.version(table)
@@ -312,7 +302,7 @@ def show_command(
         if json_out or fmt == "json":
             emit_json(data.to_pylist())
         elif fmt == "csv":
-            sys.stdout.write(_csv(data))  # data, not Rich: stays parseable
+            sys.stdout.write(csv_text(data))  # data, not Rich: stays parseable
             sys.stdout.flush()
         else:
             shown = version if version is not None else current
