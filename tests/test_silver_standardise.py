@@ -15,7 +15,14 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver import transform
-from medallion_lakehouse.silver.rules import DROP_RULES, RULES, BatchShare, gate, reason_of
+from medallion_lakehouse.silver.rules import (
+    DEFAULT_RULES,
+    DROP_RULES,
+    RULES,
+    BatchShare,
+    gate,
+    reason_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +259,8 @@ def bronze_rows(engine: DuckDBEngine, rows: list[dict[str, Any]]) -> ir.Table:
 def test_drop_rule_attribution(
     engine: DuckDBEngine, changes: dict[str, Any], rule: str | None
 ) -> None:
-    parsed = transform.parse(bronze_rows(engine, [changes]))
-    got = engine.to_arrow(parsed.select("_drop_rule", reason=reason_of(parsed._drop_rule)))
+    parsed = transform.parse(bronze_rows(engine, [changes]), DEFAULT_RULES)
+    got = engine.to_arrow(parsed.select("_drop_rule", reason=reason_of(parsed._drop_rule, DEFAULT_RULES)))
     row = got.to_pylist()[0]
     assert row["_drop_rule"] == rule
     if rule is not None:
@@ -276,7 +283,7 @@ def test_repairs(
     engine: DuckDBEngine, price: str, total: str, qty: str, expected: tuple[Any, ...]
 ) -> None:
     parsed = transform.parse(
-        bronze_rows(engine, [{"price": price, "total": total, "quantity": qty}])
+        bronze_rows(engine, [{"price": price, "total": total, "quantity": qty}]), DEFAULT_RULES
     )
     row = engine.to_arrow(transform.typed(parsed)).to_pylist()[0]
     got = (row["unit_price"], row["total"], row["price_imputed"], row["total_recomputed"])
@@ -290,7 +297,7 @@ def test_sale_id_from_source_else_hash_without_status(engine: DuckDBEngine) -> N
         {"status": "Returned"},  # same content, other status: same hashed sale_id
         {"quantity": "3", "total": "30.00"},
     ]
-    typed = transform.typed(transform.parse(bronze_rows(engine, rows)))
+    typed = transform.typed(transform.parse(bronze_rows(engine, rows), DEFAULT_RULES))
     ids = engine.to_arrow(typed.order_by("_source_line")).column("sale_id").to_pylist()
     assert ids[0] == "S-1"
     assert ids[1] == ids[2]
@@ -309,7 +316,8 @@ def test_latest_version_wins(engine: DuckDBEngine) -> None:
                     {**base, "status": "Completed"},
                     {"sale_id": "S-2"},
                 ],
-            )
+            ),
+            DEFAULT_RULES,
         )
     )
     latest = transform.latest(typed.mutate(is_late=False, _priority=1))

@@ -89,6 +89,9 @@ class RowRule:
     description: str  # the reason a failing row is given, in words
     passes: RowPredicate | None = None  # None for batch-level rules
     metric: str = ""  # the step's result reports the count of rows breaking it under this name
+    # The severities medallion.toml may give it ([rules.NAME] severity); () = not configurable.
+    # A rule whose breaking rows have no value for a required column cannot be `warn`.
+    severities: tuple[Severity, ...] = ("warn", "drop", "fail")
 
     def failed(self, t: ir.Table) -> ir.BooleanValue:
         """True when the row breaks the rule (a NULL outcome counts as broken)."""

@@ -7,6 +7,7 @@ an object-store URI that delta-rs understands (s3://, az://, gs://) plus `storag
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_origin
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +27,7 @@ from pydantic_settings import (
 from medallion_lakehouse.errors import ConfigError
 
 EngineName = Literal["duckdb", "spark"]
+SeverityName = Literal["warn", "drop", "fail"]
 CONFIG_FILE_NAME = "medallion.toml"
 ENV_PREFIX = "MEDALLION_"
 
@@ -50,6 +52,66 @@ OTHER_ENV_VARS: frozenset[str] = frozenset(
         "MEDALLION_AIRFLOW_TASK_TIMEOUT_MINUTES",
     }
 )
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# An alias is read from `_rescued_data` with a JSON path (`$.name`), which DuckDB and Spark
+# read alike only for plain names: letters, digits, spaces, `_` and `-`.
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9 _-]+$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `90s`, `15m`, `12h`, `2d` or `1w`; ValueError otherwise."""
+    found = _DURATION_RE.match(text)
+    if not found:
+        raise ValueError(
+            f"{text!r} is not a duration: write a number and a unit, s, m, h, d or w "
+            '(e.g. "2d", "12h")'
+        )
+    return float(found[1]) * _DURATION_UNITS[found[2]]
+
+
+class RuleSetting(BaseModel):
+    """`[rules.NAME]` in medallion.toml: overrides of one declared rule (silver/rules.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severity: SeverityName | None = None
+    fail_share: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class ReferenceSetting(BaseModel):
+    """`[reference]`: small reference tables read from files under the workspace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products: str | None = None  # a CSV with a `product` column (one product a row)
+    stores: str | None = None  # a CSV with a `store_id` column (known stores)
+
+
+class FreshnessSetting(BaseModel):
+    """`[freshness]`: how old the newest sale and the newest ingested file may be."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    warn_after: str | None = None
+    error_after: str | None = None
+
+    @field_validator("warn_after", "error_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def warn_seconds(self) -> float | None:
+        return None if self.warn_after is None else parse_duration(self.warn_after)
+
+    @property
+    def error_seconds(self) -> float | None:
+        return None if self.error_after is None else parse_duration(self.error_after)
 
 
 class Settings(BaseSettings):
@@ -111,6 +173,25 @@ class Settings(BaseSettings):
         description="Write to an object store that ignores conditional puts without any writer "
         "lock (only if you are sure a single writer ever runs); a warning is logged.",
     )
+    rules: dict[str, RuleSetting] = Field(
+        default_factory=dict,
+        description="Per-rule severity (warn | drop | fail) and fail_share, by rule name "
+        "(`medallion rules` lists them and where each value came from).",
+    )
+    columns: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Source column aliases: canonical column -> names seen in feeds "
+        "(case-insensitive), applied from bronze's _rescued_data on the way into silver.",
+    )
+    reference: ReferenceSetting = Field(
+        default_factory=ReferenceSetting,
+        description="Reference files under the workspace: products (the catalogue) and stores.",
+    )
+    freshness: FreshnessSetting = Field(
+        default_factory=FreshnessSetting,
+        description="warn_after / error_after: the newest sale_date or ingested file older "
+        "than this warns / fails the run (exit 3).",
+    )
     # Bounded by default: with DuckDB's own default (80 % of RAM) a 10M-row run peaked at
     # 5.6 GiB, with 3GB at 3.6 GiB, run times within noise (docs/benchmarks.md).
     duckdb_memory_limit: str | None = Field(
@@ -118,6 +199,47 @@ class Settings(BaseSettings):
         description="DuckDB memory_limit, e.g. '3GB' (default) or '80%' (DuckDB's own default); "
         "above it DuckDB spills to <workspace>/.medallion/duckdb_tmp.",
     )
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, RuleSetting]) -> dict[str, RuleSetting]:
+        # Imported here: the rules live with silver, which imports nothing of the settings.
+        from medallion_lakehouse.silver.rules import check_override
+
+        for name, override in value.items():
+            check_override(name, override.severity, override.fail_share)
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from medallion_lakehouse.bronze.contract import SOURCE_COLUMNS
+
+        owner: dict[str, str] = {}
+        for column, aliases in value.items():
+            if column not in SOURCE_COLUMNS:
+                guess = difflib.get_close_matches(column, SOURCE_COLUMNS, n=1)
+                hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+                raise ValueError(
+                    f"{column!r} is not a source column{hint}; the columns are "
+                    f"{', '.join(SOURCE_COLUMNS)}"
+                )
+            for alias in aliases:
+                key = alias.strip().lower()
+                if not _ALIAS_RE.match(alias):
+                    raise ValueError(
+                        f"alias {alias!r} of {column}: use letters, digits, spaces, _ or - only"
+                    )
+                if key in SOURCE_COLUMNS:
+                    raise ValueError(
+                        f"alias {alias!r} of {column} is itself a source column: remove it"
+                    )
+                if key in owner and owner[key] != column:
+                    raise ValueError(
+                        f"alias {alias!r} is given for both {owner[key]} and {column}: keep one"
+                    )
+                owner[key] = column
+        return value
 
     # -- derived locations --------------------------------------------------------------
     def _under(self, configured: str | None, default: str) -> str:
@@ -279,7 +401,9 @@ def load_settings(workspace: str | Path | None = None, **overrides: Any) -> Sett
     given = {k: v for k, v in overrides.items() if v is not None}
     given["workspace"] = ws
     try:
-        return _Resolved(**given)
+        resolved = _Resolved(**given)
+        _check_reference(resolved, toml_file)
+        return resolved
     except ValidationError as exc:
         flags = {k: v for k, v in given.items() if k != "workspace"}
         problems = "; ".join(_problem(err, toml_file, toml, flags) for err in exc.errors())
@@ -296,6 +420,77 @@ def load_settings(workspace: str | Path | None = None, **overrides: Any) -> Sett
         raise ConfigError(
             f"{env} is not valid JSON{cause}: set it to JSON, e.g. {env}={_json_example(field)}."
         ) from exc
+
+
+def reference_file(settings: Settings, name: str) -> Path | None:
+    """The file `[reference] NAME` points at (relative to the workspace), None if not set."""
+    configured = getattr(settings.reference, name)
+    if not configured:
+        return None
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else settings.workspace / path
+
+
+def _check_reference(settings: Settings, toml_file: Path) -> None:
+    """A configured reference file that is missing is an error now, not a surprise in silver."""
+    for name in ReferenceSetting.model_fields:
+        path = reference_file(settings, name)
+        if path is None or path.is_file():
+            continue
+        env = _env_name("reference", os.environ)
+        line = _toml_line(toml_file, name) if toml_file.is_file() else None
+        where = env or (f"{toml_file}:{line}" if line else str(toml_file))
+        raise ConfigError(
+            f"{where}: reference.{name} = {getattr(settings.reference, name)!r}: no such file "
+            f"({path}). Put the CSV there (a header line with a "
+            f"{'product' if name == 'products' else 'store_id'} column), or remove the setting "
+            "to use the built-in defaults."
+        )
+
+
+def _table_key_line(toml_file: Path, table: str, key: str) -> int | None:
+    """The line of `key = ...` inside the `[table]` section of medallion.toml."""
+    try:
+        lines = toml_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
+    wanted = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    inside = False
+    for number, line in enumerate(lines, 1):
+        found = header.match(line)
+        if found:
+            inside = found[1].replace('"', "").replace("'", "").replace(" ", "") == table
+            continue
+        if inside and wanted.match(line):
+            return number
+    return None
+
+
+def nested_source(settings: Settings, path: tuple[str, ...]) -> str:
+    """Where a value inside a table setting came from, e.g. ("rules", "store_id_valid",
+    "severity"): the MEDALLION_<FIELD> variable (JSON), `medallion.toml:LINE`, or `default`."""
+    field, rest = path[0], path[1:]
+    env = _env_name(field, os.environ)
+    if env is not None:
+        try:
+            value: Any = json.loads(os.environ[env])
+            for part in rest:
+                value = value[part]
+            return env
+        except (ValueError, KeyError, TypeError):
+            pass
+    toml_file = settings.workspace / CONFIG_FILE_NAME
+    if toml_file.is_file():
+        value = _read_toml(toml_file)
+        try:
+            for part in path:
+                value = value[part]
+        except (KeyError, TypeError):
+            return "default"
+        line = _table_key_line(toml_file, ".".join(path[:-1]), path[-1])
+        return f"{toml_file.name}:{line}" if line else toml_file.name
+    return "default"
 
 
 def require_landing(settings: Settings) -> Path:

@@ -99,6 +99,7 @@ def _load_all() -> None:
     for module in (
         "medallion_lakehouse.bronze.contract",
         "medallion_lakehouse.silver.contract",
+        "medallion_lakehouse.silver.reference",
         "medallion_lakehouse.gold.contract",
         "medallion_lakehouse.gold.tables",
         "medallion_lakehouse.ml.contract",

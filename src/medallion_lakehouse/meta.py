@@ -74,6 +74,12 @@ QUALITY = TableContract(
         Column("rows_failed", pa.int64(), "Rows that broke it."),
         Column("checked_at", TIMESTAMP, "When (UTC)."),
         Column("description", pa.string(), "What the rule says, in words."),
+        Column(
+            "threshold",
+            pa.float64(),
+            "The rule's fail_share when it gates batches (medallion.toml [rules.NAME]); null "
+            "when it has none.",
+        ),
     ),
 )
 

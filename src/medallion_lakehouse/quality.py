@@ -30,6 +30,7 @@ class Outcome:
     rows_checked: int
     rows_failed: int
     description: str
+    threshold: float | None = None  # fail_share of a rule that gates batches (None: none)
 
     @property
     def passed(self) -> bool:
@@ -89,6 +90,7 @@ def rows(outcomes: Sequence[Outcome], run_id: str, now: datetime | None = None) 
                 "rows_failed": o.rows_failed,
                 "checked_at": checked_at,
                 "description": o.description,
+                "threshold": o.threshold,
             }
             for o in outcomes
         ],

@@ -46,6 +46,11 @@ class DuckDBEngine(Engine):
         self.raw: duckdb.DuckDBPyConnection = self.backend.con
         # Keep insertion order so that lineage (_source_line) and "latest wins" stay stable.
         self.raw.execute("SET preserve_insertion_order = true")
+        # Spark's name for reading a JSON member as text, so silver's pure transforms read
+        # `_rescued_data` the same way on both engines (a macro is inlined: no call overhead).
+        self.raw.execute(
+            "CREATE OR REPLACE MACRO get_json_object(j, p) AS json_extract_string(j, p)"
+        )
         if temp_dir is not None:
             # An in-memory database spills to ./.tmp by default: keep it inside the workspace.
             # DuckDB creates the spill folder on first spill but not its parents.
@@ -151,6 +156,11 @@ class DuckDBEngine(Engine):
             )
         finally:
             self.raw.execute("SET preserve_insertion_order = true")
+        # Spark's name for reading a JSON member as text, so silver's pure transforms read
+        # `_rescued_data` the same way on both engines (a macro is inlined: no call overhead).
+        self.raw.execute(
+            "CREATE OR REPLACE MACRO get_json_object(j, p) AS json_extract_string(j, p)"
+        )
 
     # -- Delta through delta-rs (storage.delta) -----------------------------------------------
     def write_arrow(

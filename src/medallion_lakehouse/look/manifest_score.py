@@ -21,14 +21,15 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.generate.manifest import MANIFEST_NAME, FileStats, Manifest
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.silver import reference, transform
 from medallion_lakehouse.silver import standardise as std
-from medallion_lakehouse.silver import transform
 from medallion_lakehouse.silver.rules import RULES
 
 _RULE = {r.name: r for r in RULES}
 
 
 def _failed(name: str) -> Callable[[ir.Table], ir.BooleanValue]:
+    # The predicates only (severity does not matter here); parse bound the reference data.
     return lambda t: _RULE[name].failed(t)
 
 
@@ -127,7 +128,7 @@ def _flagged(lake: Lake, names: list[str]) -> dict[str, dict[str, int]]:
     """Per landing file (by name), how many of its bronze rows each kind's test flags."""
     bronze = lake.read(BRONZE_SALES.name)
     mine = bronze.filter(bronze._source_file.isin(names))
-    parsed = transform.parse(mine)
+    parsed = transform.parse(mine, reference.for_lake(lake))
     counts = {kind: test(parsed).cast("int64").sum() for kind, (_, test, _) in KINDS.items()}
     rows = lake.engine.to_arrow(parsed.group_by("_source_file").aggregate(**counts)).to_pylist()
     out = {r["_source_file"]: {k: int(r[k] or 0) for k in KINDS} for r in rows}

@@ -31,10 +31,10 @@ from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.pipeline.context import StepContext
-from medallion_lakehouse.silver import held, transform
+from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver import step as silver_step
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
-from medallion_lakehouse.silver.rules import ROW_RULES, RULES, BatchShare, gate
+from medallion_lakehouse.silver.rules import RuleSet, breaches
 
 FileAction = Literal["ingest", "skip", "defer", "fail"]
 PLANNED = "planned:"  # batch id prefix of a landing file not ingested yet
@@ -249,18 +249,15 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
                 t.column("_batch_seq")[0].as_py(),
                 False,
             )
+    rules = reference.for_lake(lake)
     if parts:
         incoming = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
         whole = sorted(b for b, s in decided.items() if s == "quarantined")
-        parsed = transform.quarantine_whole(transform.parse(incoming), whole)
-        stats = engine.to_arrow(transform.batch_stats(parsed)).to_pylist()
+        parsed = transform.quarantine_whole(transform.parse(incoming, rules), whole)
+        stats = engine.to_arrow(transform.batch_stats(parsed, rules)).to_pylist()
         exempt = {b for b, s in decided.items() if s in ("accepted", "quarantined")}
-        shares = [BatchShare(s["_batch_id"], _int(s["rows"]), _int(s["dropped"])) for s in stats]
         failing = {
-            b.batch_id
-            for b in gate(
-                [b for b in shares if b.batch_id not in exempt], lake.settings.quarantine_fail_share
-            )
+            s["_batch_id"] for s in stats if s["_batch_id"] not in exempt and breaches(s, rules)
         }
         for s in sorted(stats, key=lambda s: (files[s["_batch_id"]][1] or -1, s["_batch_id"])):
             source, seq, in_bronze = files[s["_batch_id"]]
@@ -273,7 +270,7 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
             r.name: sum(
                 _int(s[f"failed__{r.name}"]) for s in stats if s["_batch_id"] not in failing
             )
-            for r in ROW_RULES
+            for r in rules.row_rules
         }
         result.quarantined_by_rule = _count_by(
             engine, go.filter(go._drop_rule.notnull()), "_drop_rule"
@@ -284,7 +281,7 @@ def plan(lake: Lake, *, replay: bool | None = None) -> Plan:
         table: sorted(set(months) | set(result.silver_months))
         for table, months in (silver_now or {t.contract.name: [] for t in GOLD_TABLES}).items()
     }
-    result.replay = replay_plan(lake, force=replay)
+    result.replay = replay_plan(lake, force=replay, rules=rules)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -305,10 +302,12 @@ def _affected_months(lake: Lake, fresh: ir.Table) -> list[str]:
 
 
 # -- replay on rule change --------------------------------------------------------------------
-def rule_changes(lake: Lake) -> list[str]:
-    """How today's silver rules differ from those the last silver run recorded (_meta/quality)."""
+def rule_changes(lake: Lake, rules: RuleSet | None = None) -> list[str]:
+    """How today's silver rules (with the workspace's settings: severity, fail_share, reference
+    data) differ from those the last silver run recorded (_meta/quality)."""
+    rules = rules or reference.for_lake(lake)
     quality = lake.read_arrow(
-        QUALITY.name, columns=["run_id", "table", "rule", "severity", "description"]
+        QUALITY.name, columns=["run_id", "table", "rule", "severity", "description", "threshold"]
     )
     rows = [r for r in quality.to_pylist() if r["table"] == SILVER_SALES.name]
     if not rows:
@@ -316,12 +315,15 @@ def rule_changes(lake: Lake) -> list[str]:
     last = max(r["run_id"] for r in rows)
     # The contract's table checks (unique key, not null) are recorded too; they are not rules.
     table_checks = {c.named(SILVER_SALES)[0] for c in SILVER_SALES.checks}
+    # Freshness is recorded per run too; it is a check of the lake, not a rule of its rows.
     then = {
-        r["rule"]: (r["severity"], r["description"])
+        r["rule"]: (r["severity"], r["description"], r["threshold"])
         for r in rows
-        if r["run_id"] == last and r["rule"] not in table_checks
+        if r["run_id"] == last
+        and r["rule"] not in table_checks
+        and not r["rule"].startswith("freshness_")
     }
-    now = {r.name: (r.severity, r.description) for r in RULES}
+    now = {r.name: (r.rule.severity, r.rule.description, r.fail_share) for r in rules.resolved}
     changes = [f"rule {n} is new" for n in sorted(now.keys() - then.keys())]
     changes += [f"rule {n} was removed" for n in sorted(then.keys() - now.keys())]
     for n in sorted(now.keys() & then.keys()):
@@ -329,13 +331,17 @@ def rule_changes(lake: Lake) -> list[str]:
             changes.append(f"rule {n}: severity {then[n][0]} -> {now[n][0]}")
         elif now[n][1] != then[n][1]:
             changes.append(f"rule {n}: its definition changed")
+        elif then[n][2] is not None and now[n][2] != then[n][2]:
+            # Lakes written before thresholds were recorded have none: not a change.
+            changes.append(f"rule {n}: fail_share {then[n][2]:g} -> {now[n][2]}")
     return changes
 
 
-def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
+def replay_plan(lake: Lake, *, force: bool | None = None, rules: RuleSet | None = None) -> Replay:
     """Replay processed bronze through today's rules and compare with live silver (when rules
     changed, or `force`); `force=False` never computes it."""
-    changes = rule_changes(lake)
+    rules = rules or reference.for_lake(lake)
+    changes = rule_changes(lake, rules)
     out = Replay(rules_changed=bool(changes), changes=changes)
     if force is False or (force is None and not changes):
         return out
@@ -350,7 +356,7 @@ def replay_plan(lake: Lake, *, force: bool | None = None) -> Replay:
     whole = sorted(b for b, h in holds.items() if h.state == "quarantined")
     bronze = lake.read(BRONZE_SALES.name)
     parsed = transform.quarantine_whole(
-        transform.parse(bronze.filter(bronze._batch_id.isin(processed))), whole
+        transform.parse(bronze.filter(bronze._batch_id.isin(processed)), rules), whole
     )
     keys = ["_batch_id", "_source_line"]
     quarantine = lake.read(SILVER_QUARANTINE.name).select(*keys, old_rule="rule")

@@ -25,9 +25,10 @@ from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.look import versions as dv
-from medallion_lakehouse.silver import held, transform
+from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
+from medallion_lakehouse.silver.rules import RuleSet
 
 Outcome = Literal["current", "superseded", "quarantined", "pending"]
 KEYS = ("_batch_id", "_source_line")
@@ -102,22 +103,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def records(bronze: ir.Table) -> ir.Table:
+def records(bronze: ir.Table, rules: RuleSet) -> ir.Table:
     """Bronze records with the sale_id silver gives them (`_sale_id`, null when a drop rule
     breaks them) and the cleaned source id (`p_sale_id`: a quarantined record is found by it)."""
-    parsed = transform.parse(bronze)
+    parsed = transform.parse(bronze, rules)
     ids = transform.typed(parsed).select(*KEYS, _sale_id="sale_id")
     kept = parsed.select("p_sale_id", *SOURCE_COLUMNS, *transform.LINEAGE)
     return kept.left_join(ids, list(KEYS)).select(*kept.columns, "_sale_id")
 
 
-def candidates(bronze: ir.Table, sale_id: str) -> ir.Table:
+def candidates(bronze: ir.Table, sale_id: str, rules: RuleSet) -> ir.Table:
     """The bronze rows that can have this sale_id, found before the (costly) parse.
 
     A row with a source id gets exactly that id (trimmed); only a row without one gets a content
     hash, and every hash id starts with `h-`.
     """
-    source_id = std.clean_text(bronze.sale_id)
+    source_id = std.clean_text(transform.with_aliases(bronze, rules).sale_id)
     if sale_id.startswith(HASH_PREFIX):
         return bronze.filter((source_id == sale_id) | source_id.isnull())
     return bronze.filter(source_id == sale_id)
@@ -145,6 +146,7 @@ def trace(
     if (sale_id is None) == (file is None) or (file is not None and line is None):
         raise TraceError("Give a SALE_ID, or --file NAME with --line N.")
     engine = lake.engine
+    rules = reference.for_lake(lake)
     bronze = lake.read(BRONZE_SALES.name)
     wanted: str | None = sale_id
     seed: list[dict[str, Any]] = []
@@ -155,7 +157,8 @@ def trace(
             bronze.filter(
                 file_matches(bronze._source_file, file, lake.settings.landing_path)
                 & (bronze._source_line == line)
-            )
+            ),
+            rules,
         )
         seed = engine.to_arrow(hit).to_pylist()
         if not seed:
@@ -170,7 +173,7 @@ def trace(
         newest = max(seed, key=_order)
         wanted = newest["_sale_id"] or newest["p_sale_id"]
     if wanted is not None:
-        recs = records(candidates(bronze, wanted))
+        recs = records(candidates(bronze, wanted, rules), rules)
         found = engine.to_arrow(
             recs.filter((recs._sale_id == wanted) | (recs.p_sale_id == wanted))
         ).to_pylist()

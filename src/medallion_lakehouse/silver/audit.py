@@ -19,8 +19,9 @@ from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.cache import StepCache
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
-from medallion_lakehouse.silver import held, transform
+from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
+from medallion_lakehouse.silver.rules import RuleSet
 
 
 @dataclass
@@ -46,10 +47,10 @@ class AuditReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Table:
+def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table, rules: RuleSet) -> ir.Table:
     """One row per bronze record with flags in_silver / superseded / in_quarantine (0/1 counts)."""
     keys = ("_batch_id", "_source_line")
-    parsed = transform.parse(bronze)
+    parsed = transform.parse(bronze, rules)
     ids = transform.typed(parsed).select(*keys, "sale_id")
     records = (
         parsed.select(*keys, "_batch_seq", "_ingested_at")
@@ -129,7 +130,7 @@ def _audit(lake: Lake, cache: StepCache) -> AuditReport:
         )
     done = bronze.filter(bronze._batch_id.isin(processed or [""]))
 
-    flags = cache(classify(done, silver, quarantine))
+    flags = cache(classify(done, silver, quarantine, reference.for_lake(lake)))
     places = flags.in_silver + flags.superseded + flags.in_quarantine
     summary = engine.to_arrow(
         flags.aggregate(

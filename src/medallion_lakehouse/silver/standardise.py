@@ -21,6 +21,7 @@ date that does not exist (`2025-02-30`) is unparseable.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 
 import ibis
@@ -101,10 +102,21 @@ def store_id(raw: ir.StringValue) -> ir.StringValue:
     return canonical_store(store_number(raw))
 
 
-def canonical_store(number: ir.IntegerValue) -> ir.StringValue:
-    """`NW-` + the number on three digits, NULL outside 1–999."""
+def canonical_store(
+    number: ir.IntegerValue, known: Collection[int] | None = None
+) -> ir.StringValue:
+    """`NW-` + the number on three digits, NULL outside 1–999 (or, given `known` store numbers,
+    for a store not among them)."""
     valid = number.between(STORE_MIN, STORE_MAX)
+    if known is not None:
+        valid = valid & number.isin(sorted(known))
     return valid.ifelse("NW-" + _pad(number.cast("string"), 3), ibis.null("string"))
+
+
+def store_as_sent(raw: ir.StringValue, number: ir.IntegerValue) -> ir.StringValue:
+    """The id an invalid store keeps when store_id_valid is only `warn`: canonical when it has a
+    number in 1-999, else trimmed as sent ('' when missing: the column is required)."""
+    return ibis.coalesce(canonical_store(number), trim(raw).nullif(""), ibis.literal(""))
 
 
 def _iso(year: ir.StringValue, month: ir.StringValue, day: ir.StringValue) -> ir.DateValue:
@@ -184,15 +196,40 @@ def status_recognised(raw: ir.StringValue) -> ir.BooleanValue:
     return status(raw) != UNKNOWN_STATUS
 
 
-def product(raw: ir.StringValue) -> ir.StringValue:
+def product(raw: ir.StringValue, catalogue: Mapping[str, str] = CATALOGUE) -> ir.StringValue:
     """Catalogue spelling (`laptop ` -> `Laptop`); unknown products kept as sent, trimmed."""
     text = clean_text(raw)
-    return text.lower().cases(*CATALOGUE.items(), else_=text)
+    return text.lower().cases(*catalogue.items(), else_=text)
 
 
-def in_catalogue(product_value: ir.StringValue) -> ir.BooleanValue:
+def in_catalogue(
+    product_value: ir.StringValue, catalogue: Mapping[str, str] = CATALOGUE
+) -> ir.BooleanValue:
     """Whether a canonical product is one of the catalogue's."""
-    return product_value.isin(list(CATALOGUE.values())).fill_null(False)
+    return product_value.isin(sorted(catalogue.values())).fill_null(False)
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")
+def _json_member(json: str, path: str) -> str:  # type: ignore[empty-body]
+    """Spark's get_json_object; the DuckDB engine defines a macro of that name over
+    json_extract_string (Ibis' own JSON access returns quoted JSON text on DuckDB and runs a
+    Python UDF to unwrap it on Spark)."""
+
+
+_JSON_KEY_RE = r"^[A-Za-z0-9 _-]+$"
+
+
+def json_key_ok(key: str) -> bool:
+    """Whether `$.key` reads the member `key` the same way on DuckDB and Spark."""
+    import re
+
+    return re.match(_JSON_KEY_RE, key) is not None
+
+
+def json_member(json: ir.StringValue, key: str) -> ir.StringValue:
+    """The string member `key` of a JSON object in text (NULL when absent or null)."""
+    assert json_key_ok(key), key
+    return _json_member(json, ibis.literal(f"$.{key}"))
 
 
 def cents(value: ir.DecimalValue) -> ir.IntegerValue:

@@ -39,7 +39,7 @@ from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
-from medallion_lakehouse.silver import held, transform
+from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import (
     SILVER_BATCHES,
@@ -49,18 +49,16 @@ from medallion_lakehouse.silver.contract import (
 )
 from medallion_lakehouse.silver.rules import (
     BATCH_QUARANTINED_RULE,
-    DROP_RULES,
     QUARANTINE_SHARE_RULE,
-    ROW_RULES,
-    RULES,
     BatchShare,
-    gate,
+    Breach,
+    RuleSet,
+    breaches,
 )
 from medallion_lakehouse.storage.delta import CommitInfo
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"
-_DROP_NAMES = frozenset(r.name for r in DROP_RULES)
 
 
 @dataclass(frozen=True)
@@ -119,59 +117,88 @@ def _stored_months(lake: Lake) -> list[str]:
     return sorted(m for m in pc.unique(months).to_pylist() if m is not None)
 
 
-def _batch_stats(lake: Lake, parsed: ir.Table) -> list[dict[str, Any]]:
+def _batch_stats(lake: Lake, parsed: ir.Table, rules: RuleSet) -> list[dict[str, Any]]:
     """Per-batch counts on the driver, sums as Python ints (DuckDB sums int64 into HUGEINT)."""
-    rows = lake.engine.to_arrow(transform.batch_stats(parsed)).to_pylist()
+    rows = lake.engine.to_arrow(transform.batch_stats(parsed, rules)).to_pylist()
     for row in rows:
-        for key in ("rows", "dropped", *(k for k in row if k.startswith("failed__"))):
+        for key in (
+            "rows",
+            "dropped",
+            "dropped_ungated",
+            *(k for k in row if k.startswith("failed__")),
+        ):
             row[key] = int(row[key] or 0)
     return rows
 
 
-def _rule_outcomes(
-    stats: list[dict[str, Any]], failing: list[BatchShare], whole: list[BatchShare]
+def rule_outcomes(
+    rules: RuleSet,
+    stats: list[dict[str, Any]],
+    failing: list[BatchShare],
+    whole: list[BatchShare],
 ) -> list[qo.Outcome]:
     """One outcome per rule; the batch-level ones count the rows of the batches they apply to."""
     checked = sum(s["rows"] for s in stats)
     batch_level = {QUARANTINE_SHARE_RULE: failing, BATCH_QUARANTINED_RULE: whole}
     outcomes = []
-    for rule in RULES:
-        if rule in ROW_RULES:
+    for resolved in rules.resolved:
+        rule = resolved.rule
+        if rule.passes is not None:
             failed = sum(s[f"failed__{rule.name}"] or 0 for s in stats)
         else:
             failed = sum(b.rows for b in batch_level[rule.name])
         outcomes.append(
             qo.Outcome(
-                SILVER_SALES.name, rule.name, rule.severity, checked, failed, rule.description
+                SILVER_SALES.name,
+                rule.name,
+                rule.severity,
+                checked,
+                failed,
+                rule.description,
+                threshold=resolved.fail_share,
             )
         )
     return outcomes
 
 
-def _gate_message(
-    failing: list[BatchShare], files: dict[str, str], threshold: float, run_id: str
-) -> str:
-    worst = max(failing, key=lambda b: b.share)
+def _gate_message(failing: dict[str, list[Breach]], files: dict[str, str], run_id: str) -> str:
+    batch, found = max(failing.items(), key=lambda kv: max(b.share for b in kv[1]))
+    worst = max(found, key=lambda b: b.share)
     others = f" (and {len(failing) - 1} more batch(es))" if len(failing) > 1 else ""
+    what = "failed drop rules" if worst.rule == QUARANTINE_SHARE_RULE else f"broke {worst.rule}"
+    setting = (
+        "quarantine_fail_share"
+        if worst.rule == QUARANTINE_SHARE_RULE
+        else f"{worst.rule} fail_share"
+    )
     return (
-        f"Held back: {worst.dropped:,} of {worst.rows:,} rows ({worst.share:.1%}) of bronze "
-        f"batch {worst.batch_id} ({files.get(worst.batch_id, '?')}) failed drop rules{others}, "
-        f"above quarantine_fail_share={threshold:.0%}. Nothing of it was committed; other "
+        f"Held back: {worst.failed:,} of {worst.rows:,} rows ({worst.share:.1%}) of bronze "
+        f"batch {batch} ({files.get(batch, '?')}) {what}{others}, "
+        f"above {setting}={worst.threshold:.0%}. Nothing of it was committed; other "
         f"batches went on. See `medallion quality --run {run_id}` for the rules, then decide with "
         "`medallion held` (--accept, --quarantine or --drop), or land a corrected file."
     )
 
 
-def _hold_reason(share: BatchShare, stats: dict[str, Any]) -> str:
+def _hold_reason(
+    share: BatchShare, stats: dict[str, Any], found: list[Breach], rules: RuleSet
+) -> str:
+    drop_names = {r.name for r in rules.drop_rules}
     broken = {
         k.removeprefix("failed__"): int(v or 0)
         for k, v in stats.items()
-        if k.startswith("failed__") and v and k.removeprefix("failed__") in _DROP_NAMES
+        if k.startswith("failed__") and v and k.removeprefix("failed__") in drop_names
     }
-    rules = ", ".join(f"{name} {n:,}" for name, n in sorted(broken.items()))
-    return (
-        f"{share.dropped:,} of {share.rows:,} rows ({share.share:.1%}) failed drop rules: {rules}"
+    listed = ", ".join(f"{name} {n:,}" for name, n in sorted(broken.items()))
+    reason = (
+        f"{share.dropped:,} of {share.rows:,} rows ({share.share:.1%}) failed drop rules: {listed}"
     )
+    own = [b for b in found if b.rule != QUARANTINE_SHARE_RULE]
+    if own:
+        reason += "; above their fail_share: " + ", ".join(
+            f"{b.rule} {b.share:.1%} > {b.threshold:.0%}" for b in own
+        )
+    return reason
 
 
 def _full_refresh_intent(
@@ -248,6 +275,7 @@ class SilverWrite:
     stats: dict[str, dict[str, Any]]  # per batch id: rows, dropped, max_sale_date, failed__*
     watermarks: dict[str, date | None]
     dropped: int
+    rules: RuleSet
 
 
 @dataclass(frozen=True)
@@ -281,7 +309,7 @@ def _commit(
         # it is written from Arrow on the driver, the same way on every engine.
         q = lake.write_arrow(
             SILVER_QUARANTINE.name,
-            engine.to_arrow(transform.quarantine(w.new_bronze, w.new_parsed, ctx.run_id)),
+            engine.to_arrow(transform.quarantine(w.new_bronze, w.new_parsed, ctx.run_id, w.rules)),
             commit=commit,
             **SILVER_QUARANTINE.write_args(full=full, values=new_ids),
         )
@@ -328,6 +356,7 @@ def _commit(
         contract_checks = qo.evaluate(engine, SILVER_SALES, written_months)
     else:
         contract_checks = []
+    tables.update(reference.write(lake, w.rules, commit))
     qo.write(lake, w.quality + contract_checks, commit, now)
     # The rules' `fail` (the share gate) holds batches above; here only the contract's checks.
     qo.raise_if_broken(contract_checks, SILVER_SALES.name, committed=True)
@@ -393,6 +422,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
         return result
 
     ctx.report(0, 4, "silver: checking rules")
+    rules = reference.for_lake(lake)
     bronze = lake.read(BRONZE_SALES.name)
     new_ids = [b.batch_id for b in pending]
     new_bronze = bronze.filter(bronze._batch_id.isin(new_ids)) if new_ids else None
@@ -402,7 +432,8 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
         cache(
             transform.narrow(
                 transform.quarantine_whole(
-                    transform.parse(new_bronze), sorted(decided["quarantined"] & set(new_ids))
+                    transform.parse(new_bronze, rules),
+                    sorted(decided["quarantined"] & set(new_ids)),
                 )
             )
         )
@@ -411,18 +442,22 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     )
 
     # -- rules and the quality gate, before anything is committed ---------------------------
-    stats = _batch_stats(lake, new_parsed) if new_parsed is not None else []
+    stats = _batch_stats(lake, new_parsed, rules) if new_parsed is not None else []
     by_batch = {s["_batch_id"]: s for s in stats}
     shares = [
         BatchShare(b, by_batch[b]["rows"], by_batch[b]["dropped"] or 0)
         for b in new_ids
         if b in by_batch
     ]
-    threshold = lake.settings.quarantine_fail_share
     exempt = decided["accepted"] | decided["quarantined"]
-    failing = gate([b for b in shares if b.batch_id not in exempt], threshold)
+    gates = {
+        b.batch_id: found
+        for b in shares
+        if b.batch_id not in exempt and (found := breaches(by_batch[b.batch_id], rules))
+    }
+    failing = [b for b in shares if b.batch_id in gates]
     whole = [b for b in shares if b.batch_id in decided["quarantined"]]
-    quality = _rule_outcomes(stats, failing, whole) if new_ids else []
+    quality = rule_outcomes(rules, stats, failing, whole) if new_ids else []
     if failing:
         # Hold these batches back; everything else goes on.
         fresh_holds = [
@@ -433,15 +468,15 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
                 "held",
                 b.rows,
                 b.dropped,
-                threshold,
-                _hold_reason(b, by_batch[b.batch_id]),
+                gates[b.batch_id][0].threshold,
+                _hold_reason(b, by_batch[b.batch_id], gates[b.batch_id], rules),
                 ctx.run_id,
             )
             for b in failing
             if b.batch_id not in holds
         ]
         held.record(lake, fresh_holds, run_id=ctx.run_id, commit=commit)
-        message = _gate_message(failing, files, threshold, ctx.run_id)
+        message = _gate_message(gates, files, ctx.run_id)
         result.metrics.update(
             held_batches=[b.batch_id for b in failing], errors=[message], exit_code=3
         )
@@ -476,7 +511,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     if ranged:
         lo, hi = month_bounds(ctx.date_from, ctx.date_to)
         scope = bronze.filter(bronze._batch_id.isin(sorted(processed | set(new_ids))))
-        every = transform.typed(transform.parse(scope))
+        every = transform.typed(transform.parse(scope, rules))
         in_range = every.filter(every.sale_date.between(lo, hi))
         fresh = every.filter(every.sale_id.isin(in_range.sale_id) | every._batch_id.isin(new_ids))
     else:
@@ -532,6 +567,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
             stats=by_batch,
             watermarks=marks,
             dropped=dropped,
+            rules=rules,
         ),
         commit,
         now,
@@ -548,7 +584,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
         silver_version=written.silver_version,
         **{
             rule.metric: sum(x[f"failed__{rule.name}"] or 0 for x in stats)
-            for rule in ROW_RULES
+            for rule in rules.row_rules
             if rule.metric
         },
     )

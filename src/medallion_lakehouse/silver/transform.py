@@ -14,10 +14,15 @@ from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.rules import (
     BATCH_QUARANTINED_RULE,
-    ROW_RULES,
+    RuleSet,
     first_failed,
     reason_of,
 )
+
+# Up to this many products, a CASE maps spellings to the catalogue's (cheapest for a handful);
+# a bigger catalogue is a small table joined on the case-folded name (a CASE of 4,000 branches
+# is tried branch by branch on every row).
+CASE_CATALOGUE_LIMIT = 64
 
 PRIORITY = "_priority"  # on equal lineage, a freshly computed row (1) beats a stored one (0)
 # Columns that order the versions of one sale_id, latest first.
@@ -40,23 +45,61 @@ VERSION_ORDER: tuple[str, ...] = (
 )
 
 
-def parse(bronze: ir.Table) -> ir.Table:
+def with_aliases(bronze: ir.Table, rules: RuleSet) -> ir.Table:
+    """Bronze rows with each aliased source column filled from `_rescued_data` where the file
+    had no such column (bronze keeps the file's own names; the mapping happens here)."""
+    filled = {
+        column: ibis.coalesce(
+            bronze[column], *(std.json_member(bronze._rescued_data, k) for k in keys)
+        )
+        for column, keys in rules.aliases.items()
+        if keys
+    }
+    return bronze.mutate(**filled) if filled else bronze
+
+
+def _products(numbered: ir.Table, rules: RuleSet) -> ir.Table:
+    """`p_product` (catalogue spelling, else as sent) and `p_product_known` for each row."""
+    if len(rules.catalogue) <= CASE_CATALOGUE_LIMIT:
+        product = std.product(numbered.product, rules.catalogue)
+        return numbered.mutate(
+            p_product=product, p_product_known=std.in_catalogue(product, rules.catalogue)
+        )
+    keys = sorted(rules.catalogue)
+    catalogue = ibis.memtable({"_cat_key": keys, "_cat_name": [rules.catalogue[k] for k in keys]})
+    keyed = numbered.mutate(_cat_lookup=std.clean_text(numbered.product).lower())
+    joined = keyed.left_join(catalogue, keyed._cat_lookup == catalogue._cat_key)
+    joined = joined.select(*keyed.columns, "_cat_name")
+    return joined.mutate(
+        p_product=ibis.coalesce(joined._cat_name, std.clean_text(joined.product)),
+        p_product_known=joined._cat_name.notnull(),
+    ).drop("_cat_lookup", "_cat_name")
+
+
+def parse(bronze: ir.Table, rules: RuleSet) -> ir.Table:
     """Bronze rows plus typed `p_*` columns and the first drop rule each row breaks (or NULL)."""
+    bronze = with_aliases(bronze, rules)
     # The store number is a column of its own first, so its regex runs once per row (an
     # inlined expression would run it in both the test and the value of the CASE).
     numbered = bronze.mutate(_store_number=std.store_number(bronze.store_id))
+    numbered = _products(numbered, rules)
+    extra = (
+        {"p_store_sent": std.store_as_sent(numbered.store_id, numbered._store_number)}
+        if rules.store_kept_as_sent
+        else {}
+    )
     parsed = numbered.mutate(
         p_sale_id=std.clean_text(numbered.sale_id),
-        p_store_id=std.canonical_store(numbered._store_number),
+        p_store_id=std.canonical_store(numbered._store_number, rules.stores),
         p_sale_date=std.sale_date(numbered.sale_date),
         p_quantity=std.quantity(numbered.quantity),
         p_customer_id=std.clean_text(numbered.customer_id),
-        p_product=std.product(numbered.product),
         p_status=std.status(numbered.status),
         p_price=std.amount(numbered.price, std.PRICE_TYPE),
         p_total=std.amount(numbered.total, std.TOTAL_TYPE),
+        **extra,
     )
-    return parsed.mutate(_drop_rule=first_failed(parsed)).drop("_store_number")
+    return parsed.mutate(_drop_rule=first_failed(parsed, rules)).drop("_store_number")
 
 
 def quarantine_whole(parsed: ir.Table, batch_ids: list[str]) -> ir.Table:
@@ -71,19 +114,37 @@ def quarantine_whole(parsed: ir.Table, batch_ids: list[str]) -> ir.Table:
     )
 
 
-def rule_failures(parsed: ir.Table) -> dict[str, ir.IntegerValue]:
+def rule_failures(parsed: ir.Table, rules: RuleSet) -> dict[str, ir.IntegerValue]:
     """One aggregate per row rule: how many rows break it."""
-    return {f"failed__{r.name}": r.failed(parsed).cast("int64").sum() for r in ROW_RULES}
+    return {f"failed__{r.name}": r.failed(parsed).cast("int64").sum() for r in rules.row_rules}
 
 
-def batch_stats(parsed: ir.Table) -> ir.Table:
-    """Per bronze batch: rows, dropped rows, newest valid sale_date, failures per rule."""
+def batch_stats(parsed: ir.Table, rules: RuleSet) -> ir.Table:
+    """Per bronze batch: rows, dropped rows, newest valid sale_date, failures per rule.
+
+    `dropped_ungated` counts the rows the quarantine-share gate weighs: those breaking a drop
+    rule without a fail_share of its own (all dropped rows unless some rule has one).
+    """
     valid = parsed._drop_rule.isnull()
+    ungated = rules.ungated_drop_rules
+    if len(ungated) == len(rules.drop_rules):
+        dropped_ungated = (~valid).cast("int64").sum()
+    elif ungated:
+        # Rows of a batch quarantined whole count too, as in `dropped`.
+        breaks = ibis.or_(*(r.failed(parsed) for r in ungated)) | (
+            parsed._drop_rule == BATCH_QUARANTINED_RULE
+        ).fill_null(False)
+        dropped_ungated = breaks.cast("int64").sum()
+    else:
+        dropped_ungated = (
+            (parsed._drop_rule == BATCH_QUARANTINED_RULE).fill_null(False).cast("int64").sum()
+        )
     return parsed.group_by("_batch_id", "_batch_seq", "_ingested_at").aggregate(
         rows=parsed.count(),
         dropped=(~valid).cast("int64").sum(),
+        dropped_ungated=dropped_ungated,
         max_sale_date=parsed.p_sale_date.max(where=valid),
-        **rule_failures(parsed),
+        **rule_failures(parsed, rules),
     )
 
 
@@ -97,7 +158,7 @@ def narrow(parsed: ir.Table) -> ir.Table:
     return parsed.select(*typed_columns, *LINEAGE, "_drop_rule")
 
 
-def quarantine(bronze: ir.Table, parsed: ir.Table, run_id: str) -> ir.Table:
+def quarantine(bronze: ir.Table, parsed: ir.Table, run_id: str, rules: RuleSet) -> ir.Table:
     """Bronze rows that broke a drop rule (per `parsed`), as received, with rule and reason."""
     bad = parsed.filter(parsed._drop_rule.notnull()).select(
         q_batch="_batch_id", q_line="_source_line", rule="_drop_rule"
@@ -105,7 +166,7 @@ def quarantine(bronze: ir.Table, parsed: ir.Table, run_id: str) -> ir.Table:
     joined = bronze.inner_join(
         bad, [bronze._batch_id == bad.q_batch, bronze._source_line == bad.q_line]
     )
-    return joined.mutate(reason=reason_of(joined.rule), run_id=ibis.literal(run_id)).select(
+    return joined.mutate(reason=reason_of(joined.rule, rules), run_id=ibis.literal(run_id)).select(
         *SILVER_QUARANTINE.column_names
     )
 
@@ -130,10 +191,14 @@ def typed(parsed: ir.Table) -> ir.Table:
             std.TOTAL_TYPE
         )
     )
+    # store_id_valid at `warn` keeps an invalid store's id as sent (parse adds p_store_sent).
+    store = (
+        ibis.coalesce(t.p_store_id, t.p_store_sent) if "p_store_sent" in t.columns else t.p_store_id
+    )
     # Status is left out of the hash: a status update of an id-less sale is a new version of it.
     content = std.content_hash(
         t.p_sale_date,
-        t.p_store_id,
+        store,
         t.p_customer_id,
         t.p_product,
         t.p_quantity,
@@ -144,7 +209,7 @@ def typed(parsed: ir.Table) -> ir.Table:
         sale_id=ibis.coalesce(t.p_sale_id, content),
         sale_date=t.p_sale_date,
         sale_month=std.sale_month(t.p_sale_date),
-        store_id=t.p_store_id,
+        store_id=store,
         customer_id=t.p_customer_id,
         product=t.p_product,
         quantity=t.p_quantity,
