@@ -260,7 +260,9 @@ def test_drop_rule_attribution(
     engine: DuckDBEngine, changes: dict[str, Any], rule: str | None
 ) -> None:
     parsed = transform.parse(bronze_rows(engine, [changes]), DEFAULT_RULES)
-    got = engine.to_arrow(parsed.select("_drop_rule", reason=reason_of(parsed._drop_rule, DEFAULT_RULES)))
+    got = engine.to_arrow(
+        parsed.select("_drop_rule", reason=reason_of(parsed._drop_rule, DEFAULT_RULES))
+    )
     row = got.to_pylist()[0]
     assert row["_drop_rule"] == rule
     if rule is not None:

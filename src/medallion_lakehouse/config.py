@@ -324,7 +324,8 @@ def _read_toml(toml_file: Path) -> dict[str, Any]:
 
 def _toml_line(toml_file: Path, key: str) -> int | None:
     """The line where `key` is set (`key = ...` or a `[key]` table) in medallion.toml."""
-    pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\])")
+    # `[key]`, `[key.sub]` (a table of tables such as [rules.NAME]) or `key = ...`
+    pattern = re.compile(rf"^\s*(\[\s*)?[\"']?{re.escape(key)}[\"']?\s*(=|\]|\.)")
     try:
         lines = toml_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):

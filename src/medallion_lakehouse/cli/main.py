@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "runs",
     "lock",
     "look",  # sql, trace, plan, verify (issue 18)
+    "rules",  # rules from configuration (issue 19)
 )
 
 for _name in _COMMAND_MODULES:

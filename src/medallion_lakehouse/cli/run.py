@@ -148,6 +148,9 @@ def execute(
         for r in report.steps:
             if r.status == "skipped" and r.message:
                 say(markup("[yellow]{} skipped:[/] {}", r.step, r.message))
+        for f in report.freshness:
+            if f["level"] == "warn":
+                log("warning", f"stale data: {f['message']}")
         path = report_path(report)
         if path:
             say(markup("report: {} (open it in a browser)", path))

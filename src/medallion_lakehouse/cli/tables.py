@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from medallion_lakehouse import freshness
 from medallion_lakehouse.cli.app import (
     OUTPUT,
     EngineOpt,
@@ -107,6 +108,7 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
             tables = lake_status(lake)
             last_run = _last_run(lake)
             attention = needs_attention(lake)
+            fresh = freshness.check(lake)
         if json_out:
             emit_json(
                 {
@@ -114,6 +116,9 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
                     "tables": tables,
                     "last_run": last_run,
                     "attention": attention,
+                    "freshness": [
+                        {"rule": f.rule, "level": f.level, "message": f.message} for f in fresh
+                    ],
                 }
             )
             return
@@ -159,6 +164,9 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
                 )
         else:
             say("No run recorded yet: try `medallion run` (or `medallion demo`).")
+        for measure in fresh:
+            colour = {"ok": "green", "warn": "yellow", "error": "red"}[measure.level]
+            say(markup(f"[{colour}]freshness {{}}[/]: {{}}", measure.level, measure.message))
         for f in attention["failed_files"]:
             say(markup("[red]failed file[/] {}: {}", f["source_file"], f["reason"]))
         for b in attention["held_batches"]:

@@ -51,6 +51,7 @@ class RunReport:
     error: str | None = None
     lock_note: str | None = None
     seconds: float = 0.0
+    freshness: list[dict[str, Any]] = field(default_factory=list)  # [freshness] checks
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,7 @@ class RunReport:
             "interrupted_step": self.interrupted_step,
             "error": self.error,
             "lock_note": self.lock_note,
+            "freshness": self.freshness,
             "seconds": round(self.seconds, 3),
             "steps": [
                 {
@@ -213,6 +215,8 @@ def run_pipeline(
                     report.error = report.error or f"{name}: {result.message}"
                 if on_step:
                     on_step(name, result)
+            if report.interrupted_step is None:
+                _check_freshness(lake, report)
     if report.failed_step is not None and report.exit_code == 0:
         report.exit_code = 1
     report.seconds = time.perf_counter() - started_run
@@ -253,3 +257,22 @@ def _run_step(
         message = f"{type(exc).__name__}: {exc}"
         report.failed_step, report.error, report.exit_code = name, message, 1
         return StepResult(step=name, status="failed", message=message)
+
+
+def _check_freshness(lake: Lake, report: RunReport) -> None:
+    """[freshness]: recorded in _meta/quality; too old for error_after fails the run (exit 3)."""
+    from medallion_lakehouse import freshness
+    from medallion_lakehouse import quality as qo
+
+    found = freshness.check(lake)
+    if not found:
+        return
+    qo.write(lake, [f.outcome() for f in found], CommitInfo(report.run_id, "freshness"))
+    report.freshness = [{"rule": f.rule, "level": f.level, "message": f.message} for f in found]
+    errors = [f for f in found if f.level == "error"]
+    if errors and report.exit_code == 0:
+        report.exit_code = 3
+        report.error = (
+            "data is stale: " + "; ".join(f.message for f in errors) + ". Check the feeds "
+            "(`medallion status`), or raise [freshness] error_after in medallion.toml."
+        )

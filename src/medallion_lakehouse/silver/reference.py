@@ -202,3 +202,21 @@ def write(lake: Lake, rules: RuleSet, commit: CommitInfo) -> dict[str, int | Non
             continue
         written[name] = lake.write_arrow(name, rows, commit=commit, mode="overwrite").version
     return written
+
+
+def describe(rules: RuleSet) -> list[dict[str, object]]:
+    """One row per rule for `medallion rules`: name, severity, threshold, their sources."""
+    rows: list[dict[str, object]] = []
+    for r in rules.resolved:
+        rows.append(
+            {
+                "rule": r.name,
+                "severity": r.rule.severity,
+                "severity_source": r.severity_source,
+                "fail_share": r.fail_share,
+                "fail_share_source": r.fail_share_source,
+                "configurable": list(r.rule.severities),
+                "description": r.rule.description,
+            }
+        )
+    return rows
