@@ -245,7 +245,7 @@ def test_plan_sees_a_severity_change_from_config(tmp_path: Path) -> None:
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, toml: str, expected: str) -> None:
     (tmp_path / "medallion.toml").write_text(toml)
-    with pytest.raises(ConfigError, match="medallion.toml") as err:
+    with pytest.raises(ConfigError, match=r"medallion\.toml") as err:
         load_settings(tmp_path)
     assert expected in str(err.value)
     result = CliRunner().invoke(app, ["rules", "-w", str(tmp_path)])
