@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -184,9 +185,14 @@ def rescued_keys(lake: Lake) -> set[str]:
 def for_lake(lake: Lake) -> RuleSet:
     """The rule set the lake's settings give, with aliases bound to the keys bronze holds."""
     from medallion_lakehouse.silver.rules import resolve
+    from medallion_lakehouse.silver.transform import CASE_CATALOGUE_LIMIT
 
     keys = rescued_keys(lake) if lake.settings.columns else set()
-    return resolve(lake.settings, keys)
+    rules = resolve(lake.settings, keys)
+    if len(rules.catalogue) > CASE_CATALOGUE_LIMIT:
+        table = lake.engine.from_arrow(rules.catalogue_arrow())
+        rules = replace(rules, catalogue_table=table)
+    return rules
 
 
 def write(lake: Lake, rules: RuleSet, commit: CommitInfo) -> dict[str, int | None]:

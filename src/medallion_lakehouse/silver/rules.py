@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from medallion_lakehouse.checks import RowRule, Severity
 from medallion_lakehouse.silver import standardise as std
@@ -177,6 +178,14 @@ class RuleSet:
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     products_source: str = "default"
     stores_source: str = "default"
+    # The catalogue as a table on the lake's engine, for catalogues too big for a CASE (see
+    # transform.CASE_CATALOGUE_LIMIT); bound by `reference.for_lake` (an engine's own table:
+    # the Spark engine does not register Ibis memtables).
+    catalogue_table: ir.Table | None = field(default=None, compare=False, repr=False)
+
+    def catalogue_arrow(self) -> pa.Table:
+        keys = sorted(self.catalogue)
+        return pa.table({"_cat_key": keys, "_cat_name": [self.catalogue[k] for k in keys]})
 
     @property
     def rules(self) -> tuple[RowRule, ...]:

@@ -65,8 +65,11 @@ def _products(numbered: ir.Table, rules: RuleSet) -> ir.Table:
         return numbered.mutate(
             p_product=product, p_product_known=std.in_catalogue(product, rules.catalogue)
         )
-    keys = sorted(rules.catalogue)
-    catalogue = ibis.memtable({"_cat_key": keys, "_cat_name": [rules.catalogue[k] for k in keys]})
+    catalogue = (
+        rules.catalogue_table
+        if rules.catalogue_table is not None
+        else ibis.memtable(rules.catalogue_arrow())
+    )
     keyed = numbered.mutate(_cat_lookup=std.clean_text(numbered.product).lower())
     joined = keyed.left_join(catalogue, keyed._cat_lookup == catalogue._cat_key)
     joined = joined.select(*keyed.columns, "_cat_name")
