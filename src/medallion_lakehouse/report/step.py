@@ -18,12 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from medallion_lakehouse.attention import needs_attention
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY, RUNS
-from medallion_lakehouse.pipeline.attention import needs_attention
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.report import data, plots
 from medallion_lakehouse.report.html import (
