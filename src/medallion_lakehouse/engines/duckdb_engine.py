@@ -138,11 +138,6 @@ class DuckDBEngine(Engine):
             return self.write_arrow(self.reader(expr.select(*spec.schema.names)), uri, spec)
         finally:
             self.raw.execute("SET preserve_insertion_order = true")
-        # Spark's name for reading a JSON member as text, so silver's pure transforms read
-        # `_rescued_data` the same way on both engines (a macro is inlined: no call overhead).
-        self.raw.execute(
-            "CREATE OR REPLACE MACRO get_json_object(j, p) AS json_extract_string(j, p)"
-        )
 
     # -- Delta through delta-rs (storage.delta) -----------------------------------------------
     def write_arrow(
