@@ -47,6 +47,13 @@ def lineage_columns(
             depth[name] = 1 + max((depth_of(u) for u in ups), default=-1)
         return depth[name]
 
+    # A table built from no table (silver/products, from a reference file) sits with the
+    # first column of its own layer, not with bronze.
+    built = {c.name: depth_of(c.name) for c in tables if c.upstream or c.layer == "bronze"}
+    for c in tables:
+        if c.name not in built:
+            peers = [d for n, d in built.items() if by_name[n].layer == c.layer]
+            depth[c.name] = min(peers, default=depth_of(c.name))
     columns: dict[int, list[str]] = {}
     for c in tables:
         columns.setdefault(depth_of(c.name), []).append(c.name)
