@@ -46,6 +46,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("ingest-missing-landing", ["ingest", "-w", "{ws}", "--landing", "{missing}"], 2),
     ("ingest-negative-wait", ["ingest", "-w", "{ws}", "--wait", "-1"], 2),
     ("status-missing-workspace", ["status", "-w", "{missing}"], 2),
+    ("rules-missing-workspace", ["rules", "-w", "{missing}"], 2),
     ("status-empty-folder", ["status", "-w", "{empty}"], 2),
     ("show-unknown-table", ["show", "nope/x", "-w", "{ws}"], 2),
     ("show-unwritten-table", ["show", "silver/sales", "-w", "{ws}"], 2),

@@ -31,7 +31,7 @@ def _many_small_appends(lake: Lake, n: int) -> list[dict]:  # type: ignore[type-
     rows = []
     for i in range(n):
         row = dict(run_id=f"r{i}", table="t", rule="x", severity="warn", rows_checked=i,
-                   rows_failed=0, checked_at=None, description="d")  # fmt: skip
+                   rows_failed=0, checked_at=None, description="d", threshold=None)  # fmt: skip
         rows.append(row)
         lake.write_arrow(
             QUALITY, pa.Table.from_pylist([row], schema=schema), commit=CommitInfo(f"r{i}", "t")
