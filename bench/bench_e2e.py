@@ -209,14 +209,14 @@ import shutil, sys, tempfile, time
 started = time.perf_counter()
 import pyarrow as pa
 from medallion_lakehouse.engines.spark_engine import SparkEngine
-from medallion_lakehouse.storage.delta import CommitInfo
+from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec
 engine = SparkEngine(master="local[2]")
 session = time.perf_counter() - started
 folder = tempfile.mkdtemp()
 try:
     data = pa.table({"x": [1]})
     first = time.perf_counter()
-    engine.write_arrow(data, folder + "/t", schema=data.schema, commit=CommitInfo("bench", "fixed"))
+    engine.write_arrow(data, folder + "/t", WriteSpec(data.schema, CommitInfo("bench", "fixed")))
     engine.to_arrow(engine.read_delta(folder + "/t", schema=data.schema))
     print(f"session_start {session:.2f}")
     print(f"first_delta_job {time.perf_counter() - first:.2f}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from medallion_lakehouse.storage.delta import CommitInfo, distinct_values, write_arrow
+from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, distinct_values, write_arrow
 
 SCHEMA = pa.schema([("sha", pa.string()), ("n", pa.int64())])
 COMMIT = CommitInfo(run_id="r", step="test")
@@ -14,7 +14,7 @@ COMMIT = CommitInfo(run_id="r", step="test")
 
 def _append(uri: str, shas: list[str | None]) -> None:
     data = pa.table({"sha": shas, "n": list(range(len(shas)))}, schema=SCHEMA)
-    write_arrow(uri, data, schema=SCHEMA, commit=COMMIT)
+    write_arrow(uri, data, WriteSpec(schema=SCHEMA, commit=COMMIT))
 
 
 def test_distinct_values_from_single_value_files_and_mixed_ones(tmp_path: Path) -> None:
@@ -32,9 +32,7 @@ def test_distinct_values_follow_the_current_version(tmp_path: Path) -> None:
     write_arrow(
         uri,
         pa.table({"sha": ["new"], "n": [0]}, schema=SCHEMA),
-        schema=SCHEMA,
-        commit=COMMIT,
-        mode="overwrite",
+        WriteSpec(schema=SCHEMA, commit=COMMIT, mode="overwrite"),
     )
     # The removed file is still on disk; only the live one counts.
     assert distinct_values(uri, "sha") == {"new"}

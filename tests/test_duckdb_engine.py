@@ -14,7 +14,7 @@ from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.engines import create_engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.errors import ConfigError
-from medallion_lakehouse.storage.delta import CommitInfo, write_arrow
+from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, write_arrow
 
 
 def _setting(engine: DuckDBEngine, name: str) -> str:
@@ -76,9 +76,7 @@ def test_partition_values_come_from_the_log_not_the_folder_names(tmp_path: Path)
     write_arrow(
         uri,
         pa.table({"sale_id": ["a"], "sale_month": ["2025-01"]}, schema=SALES),
-        schema=SALES,
-        commit=commit,
-        partition_by=["sale_month"],
+        WriteSpec(schema=SALES, commit=commit, partition_by=["sale_month"]),
     )
     engine = DuckDBEngine()
     assert _read(engine, uri) == [("a", "2025-01")]
@@ -106,8 +104,8 @@ def test_tables_under_unusual_folder_names_read_back(tmp_path: Path, folder: str
     write_arrow(
         uri,
         data,
-        schema=SALES,
-        commit=CommitInfo(run_id="r", step="test"),
-        partition_by=["sale_month"],
+        WriteSpec(
+            schema=SALES, commit=CommitInfo(run_id="r", step="test"), partition_by=["sale_month"]
+        ),
     )
     assert _read(DuckDBEngine(), uri) == [("a", "2025-01"), ("b", None)]

@@ -18,7 +18,7 @@ from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.ml import card as cards
 from medallion_lakehouse.ml.contract import CHURN_SCORES, CUSTOMER_FEATURES, MODEL_METRICS
 from medallion_lakehouse.ml.simulate import SimulationOptions, simulate_silver
-from medallion_lakehouse.ml.step import run
+from medallion_lakehouse.ml.step import plan, run
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
 
@@ -225,6 +225,10 @@ def test_rerun_on_unchanged_silver_writes_nothing(tmp_path: Path) -> None:
     assert first.status == "ok" and set(first.tables) >= {CUSTOMER_FEATURES.name, CHURN_SCORES.name}
     with Lake(settings) as lake:
         before = _ml_versions(lake)
+        # The plan reads what is built from which silver version, and writes nothing.
+        assert plan(lake).up_to_date
+        assert not plan(lake, full_refresh=True).features_current
+        assert _ml_versions(lake) == before
 
     again = run_ml(settings, "r2")
     assert again.status == "ok" and again.tables == {}
@@ -242,6 +246,8 @@ def test_rerun_on_unchanged_silver_writes_nothing(tmp_path: Path) -> None:
     # A new silver version makes the step work again.
     with Lake(settings) as lake:
         write_silver(lake, simulate_silver(SimulationOptions(seed=4)))
+        stale = plan(lake)
+        assert not stale.features_current and not stale.scores_current
     changed = run_ml(settings, "r4")
     assert set(changed.tables) >= {CUSTOMER_FEATURES.name, CHURN_SCORES.name}
 

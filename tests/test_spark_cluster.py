@@ -22,7 +22,7 @@ from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.storage.delta import CommitInfo, history
+from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, history
 
 pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se
@@ -129,9 +129,9 @@ def test_bronze_write_read_round_trip_on_the_cluster(
         result = engine.write_delta(
             derived,
             uri,
-            schema=schema,
-            commit=CommitInfo("r1", "cluster-test"),
-            partition_by=["store_len"],
+            WriteSpec(
+                schema=schema, commit=CommitInfo("r1", "cluster-test"), partition_by=["store_len"]
+            ),
         )
         assert result.rows == 5_000
         on_spark = engine.to_arrow(engine.read_delta(uri, schema=schema))

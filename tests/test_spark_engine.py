@@ -31,7 +31,13 @@ from medallion_lakehouse.bronze.ingest import ingest
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.storage.delta import CommitInfo, history, table_version, write_arrow
+from medallion_lakehouse.storage.delta import (
+    CommitInfo,
+    WriteSpec,
+    history,
+    table_version,
+    write_arrow,
+)
 
 pyspark = pytest.importorskip("pyspark")
 from medallion_lakehouse.engines import spark_engine as se  # noqa: E402
@@ -142,7 +148,7 @@ def spark_write(
 ) -> Any:  # WriteResult
     kwargs.setdefault("partition_by", ["sale_month"])
     kwargs.setdefault("commit", commit())
-    return spark.write_delta(spark.from_arrow(data), uri, schema=data.schema, **kwargs)
+    return spark.write_delta(spark.from_arrow(data), uri, WriteSpec(schema=data.schema, **kwargs))
 
 
 # -- pure helpers (no JVM) ------------------------------------------------------------------
@@ -334,7 +340,9 @@ def test_duckdb_write_reads_identically_on_spark(
     uri = str(tmp_path / "t")
     data = sample()
     duck.write_delta(
-        duck.from_arrow(data), uri, schema=SCHEMA, commit=commit(), partition_by=["sale_month"]
+        duck.from_arrow(data),
+        uri,
+        WriteSpec(schema=SCHEMA, commit=commit(), partition_by=["sale_month"]),
     )
     back = spark.read_delta(uri, schema=SCHEMA)
     # Spark's typed view of the table: the contract's types, not types guessed from folders.
@@ -355,7 +363,9 @@ def test_partition_values_survive_both_ways(
     by_spark, by_duck = str(tmp_path / "spark"), str(tmp_path / "duck")
     spark_write(spark, data, by_spark)
     duck.write_delta(
-        duck.from_arrow(data), by_duck, schema=SCHEMA, commit=commit(), partition_by=["sale_month"]
+        duck.from_arrow(data),
+        by_duck,
+        WriteSpec(schema=SCHEMA, commit=commit(), partition_by=["sale_month"]),
     )
     partitions = {a["partitionValues"]["sale_month"] for a in log_actions(by_spark, 0)["add"]}
     assert partitions == {value}
@@ -369,7 +379,7 @@ def test_stats_agree_with_delta_rs(spark: se.SparkEngine, tmp_path: Path) -> Non
     data = sample(50)
     ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
     spark_write(spark, data, ours, partition_by=[])
-    write_arrow(theirs, data, schema=SCHEMA, commit=commit())
+    write_arrow(theirs, data, WriteSpec(schema=SCHEMA, commit=commit()))
 
     def summary(uri: str) -> dict[str, Any]:
         adds = [json.loads(a["stats"]) for a in log_actions(uri, 0)["add"]]
@@ -523,9 +533,7 @@ def test_arrow_from_the_driver_commits_through_delta_spark(
     result = spark.write_arrow(
         data.to_reader() if rows > se.INLINE_ROWS else data,
         uri,
-        schema=SCHEMA,
-        commit=commit("bronze"),
-        partition_by=["sale_month"],
+        WriteSpec(schema=SCHEMA, commit=commit("bronze"), partition_by=["sale_month"]),
     )
     assert (result.version, result.rows) == (0, rows)
     assert staging_leftovers(uri) == []
@@ -534,7 +542,7 @@ def test_arrow_from_the_driver_commits_through_delta_spark(
     assert back.equals(canon(data))
     # Appending nothing commits nothing, streamed or not.
     empty = spark.write_arrow(
-        iter([]), uri, schema=SCHEMA, commit=commit(), partition_by=["sale_month"]
+        iter([]), uri, WriteSpec(schema=SCHEMA, commit=commit(), partition_by=["sale_month"])
     )
     assert (empty.version, empty.rows) == (0, 0)
 
@@ -544,7 +552,9 @@ def test_deletes_and_history_through_delta_spark(spark: se.SparkEngine, tmp_path
     """History reads alike for commits of both implementations: run and step on each."""
     uri = str(tmp_path / "t")
     write_arrow(
-        uri, sample(20), schema=SCHEMA, commit=commit("by-delta-rs"), partition_by=["sale_month"]
+        uri,
+        sample(20),
+        WriteSpec(schema=SCHEMA, commit=commit("by-delta-rs"), partition_by=["sale_month"]),
     )
     spark_write(spark, sample(5, tag="s-"), uri, commit=CommitInfo("run-s", "by-spark", {"k": "v"}))
     deleted = spark.delete_where(uri, "sale_month = '2025-02'", commit=commit("delete"))
@@ -574,7 +584,9 @@ def test_types_are_cast_to_the_contract(spark: se.SparkEngine, tmp_path: Path) -
         unit_price=t.unit_price.cast("float64"),
         total=t.total.cast("decimal(20, 4)"),
     )
-    spark.write_delta(loose, uri, schema=SCHEMA, commit=commit(), partition_by=["sale_month"])
+    spark.write_delta(
+        loose, uri, WriteSpec(schema=SCHEMA, commit=commit(), partition_by=["sale_month"])
+    )
     written = pq.read_schema(DeltaTable(uri).file_uris()[0])
     for name in ("small", "unit_price", "total", "_ingested_at"):
         assert written.field(name).type == SCHEMA.field(name).type, name
@@ -588,7 +600,7 @@ def test_a_value_that_does_not_fit_fails_the_write(spark: se.SparkEngine, tmp_pa
     narrow = pa.schema([("sale_id", pa.string()), ("quantity", pa.int32())])
     t = spark.from_arrow(pa.table({"sale_id": ["a"], "quantity": pa.array([2**40], pa.int64())}))
     with pytest.raises(Exception, match="CAST_OVERFLOW"):
-        spark.write_delta(t, uri, schema=narrow, commit=commit())
+        spark.write_delta(t, uri, WriteSpec(schema=narrow, commit=commit()))
     assert table_version(uri) is None
     assert staging_leftovers(uri) == []
 

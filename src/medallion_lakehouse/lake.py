@@ -21,7 +21,7 @@ from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import TableContract, get_contract
 from medallion_lakehouse.engines import Engine, create_engine
 from medallion_lakehouse.storage import delta
-from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
+from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult, WriteSpec
 
 
 class Lake:
@@ -107,16 +107,9 @@ class Lake:
         mode: WriteMode = "append",
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        contract = self.contract(name)
         self.check_writable()
         return self.engine.write_delta(
-            expr,
-            self.uri(name),
-            schema=contract.schema,
-            commit=commit,
-            mode=mode,
-            partition_by=contract.partition_by,
-            replace=replace,
+            expr, self.uri(name), self._spec(name, commit, mode, replace)
         )
 
     # -- Arrow from and to the driver (bronze ingest, metadata tables) ---------------------
@@ -129,15 +122,25 @@ class Lake:
         mode: WriteMode = "append",
         replace: Mapping[str, Sequence[str]] | None = None,
     ) -> WriteResult:
-        contract = self.contract(name)
         self.check_writable()
         return self.engine.write_arrow(
-            data,
-            self.uri(name),
+            data, self.uri(name), self._spec(name, commit, mode, replace)
+        )
+
+    def _spec(
+        self,
+        name: str,
+        commit: CommitInfo,
+        mode: WriteMode,
+        replace: Mapping[str, Sequence[str]] | None,
+    ) -> WriteSpec:
+        """A write of table `name`: schema and partitioning from its contract."""
+        contract = self.contract(name)
+        return WriteSpec(
             schema=contract.schema,
             commit=commit,
             mode=mode,
-            partition_by=contract.partition_by,
+            partition_by=tuple(contract.partition_by),
             replace=replace,
         )
 

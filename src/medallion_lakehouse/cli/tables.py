@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from medallion_lakehouse.attention import needs_attention
 from medallion_lakehouse.cli.app import (
     OUTPUT,
     EngineOpt,
@@ -32,7 +33,6 @@ from medallion_lakehouse.cli.output import csv_text
 from medallion_lakehouse.contracts import get_contract
 from medallion_lakehouse.errors import ConfigError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.pipeline.attention import needs_attention
 from medallion_lakehouse.status import lake_status, rows_removed
 from medallion_lakehouse.storage.maintenance import missing_files
 

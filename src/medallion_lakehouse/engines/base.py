@@ -10,14 +10,14 @@ Reading the log for planning (versions, live files) is storage.delta's, below bo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
+from medallion_lakehouse.storage.delta import CommitInfo, WriteResult, WriteSpec
 
 
 class Engine(ABC):
@@ -40,17 +40,7 @@ class Engine(ABC):
 
     # -- writing -------------------------------------------------------------------------
     @abstractmethod
-    def write_delta(
-        self,
-        expr: ir.Table,
-        uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
-    ) -> WriteResult:
+    def write_delta(self, expr: ir.Table, uri: str, spec: WriteSpec) -> WriteResult:
         """Evaluate `expr` and commit it to the Delta table at `uri` in one transaction."""
 
     @abstractmethod
@@ -58,18 +48,9 @@ class Engine(ABC):
         self,
         data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
         uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
+        spec: WriteSpec,
     ) -> WriteResult:
-        """Commit Arrow data from the driver (bronze batches, metadata rows) in one transaction.
-
-        `replace={"col": [...]}` replaces exactly the rows with those values (nothing to replace
-        and no data: no commit); `mode="overwrite"` without `replace` replaces the whole table.
-        """
+        """Commit Arrow data from the driver (bronze batches, metadata rows) in one transaction."""
 
     @abstractmethod
     def delete_where(self, uri: str, predicate: str, *, commit: CommitInfo) -> int:

@@ -21,8 +21,8 @@ from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import (
     HIVE_NULL,
     CommitInfo,
-    WriteMode,
     WriteResult,
+    WriteSpec,
     add_actions,
     open_table,
 )
@@ -124,31 +124,13 @@ class DuckDBEngine(Engine):
     def to_arrow(self, expr: ir.Expr) -> pa.Table:
         return self.reader(expr).read_all()
 
-    def write_delta(
-        self,
-        expr: ir.Table,
-        uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
-    ) -> WriteResult:
+    def write_delta(self, expr: ir.Table, uri: str, spec: WriteSpec) -> WriteResult:
         # Row order inside a table's files means nothing (versions are ordered by lineage
         # columns), and an order-preserving plan buffers the result to keep it. The reader is
         # lazy, so the setting must hold while delta-rs consumes it.
         self.raw.execute("SET preserve_insertion_order = false")
         try:
-            return self.write_arrow(
-                self.reader(expr.select(*schema.names)),
-                uri,
-                schema=schema,
-                commit=commit,
-                mode=mode,
-                partition_by=partition_by,
-                replace=replace,
-            )
+            return self.write_arrow(self.reader(expr.select(*spec.schema.names)), uri, spec)
         finally:
             self.raw.execute("SET preserve_insertion_order = true")
 
@@ -157,23 +139,9 @@ class DuckDBEngine(Engine):
         self,
         data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
         uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
+        spec: WriteSpec,
     ) -> WriteResult:
-        return delta.write_arrow(
-            uri,
-            data,
-            schema=schema,
-            commit=commit,
-            mode=mode,
-            partition_by=partition_by,
-            replace=replace,
-            storage_options=self.storage_options,
-        )
+        return delta.write_arrow(uri, data, spec, storage_options=self.storage_options)
 
     def drop_cached(self, name: str) -> None:
         # ibis 12 with sqlglot 30 renders DuckDB's DROP (release and drop_table alike) without

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +41,10 @@ from medallion_lakehouse.errors import MissingDependencyError
 from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import (
     CommitInfo,
-    WriteMode,
     WriteResult,
+    WriteSpec,
     commit_entry,
     conform,
-    partition_predicate,
 )
 
 if TYPE_CHECKING:
@@ -252,39 +251,11 @@ class SparkEngine(Engine):
         return self.to_arrow(expr).column(0)[0].as_py()
 
     # -- writing -------------------------------------------------------------------------
-    def write_delta(
-        self,
-        expr: ir.Table,
-        uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
-    ) -> WriteResult:
-        df = self.dataframe(expr.select(*schema.names))
-        return self.write_dataframe(
-            df,
-            uri,
-            schema=schema,
-            commit=commit,
-            mode=mode,
-            partition_by=partition_by,
-            replace=replace,
-        )
+    def write_delta(self, expr: ir.Table, uri: str, spec: WriteSpec) -> WriteResult:
+        return self.write_dataframe(self.dataframe(expr.select(*spec.schema.names)), uri, spec)
 
     def write_dataframe(
-        self,
-        df: DataFrame,
-        uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
-        rows: int | None = None,
+        self, df: DataFrame, uri: str, spec: WriteSpec, *, rows: int | None = None
     ) -> WriteResult:
         """Commit a DataFrame of the contract's columns with Delta Spark, in one transaction.
 
@@ -295,32 +266,32 @@ class SparkEngine(Engine):
         from pyspark.sql import functions as sf
 
         before = delta.table_version(uri, self.storage_options)
-        where = None
-        if replace is not None:
-            if not any(replace.values()):
-                return WriteResult(version=before, rows=0, files=0)
-            mode, where = "overwrite", partition_predicate(replace)
+        if spec.replaces_nothing:
+            return WriteResult(version=before, rows=0, files=0)
         if (
-            mode == "append"
+            spec.commit_mode == "append"
             and before is not None
             and (rows == 0 or (rows is None and df.isEmpty()))
         ):
             return WriteResult(version=before, rows=0, files=0)
         # Cast in Spark so the files carry exactly the contract's types.
         df = df.select(
-            *(sf.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name) for f in schema)
+            *(sf.col(f"`{f.name}`").cast(spark_type(f.type)).alias(f.name) for f in spec.schema)
         )
         # No repartitioning by the partition columns: it would shuffle every row once more, and
         # put a partition with one value (bronze's ingest date) in one task. Each task writes a
         # file per partition value it holds.
-        parts = list(partition_by)
-        writer = df.write.format("delta").mode(mode).option("userMetadata", commit.user_metadata())
-        if where is not None:
-            writer = writer.option("replaceWhere", where)
-        if before is not None and _lacks_columns(uri, schema, self.storage_options):
+        writer = (
+            df.write.format("delta")
+            .mode(spec.commit_mode)
+            .option("userMetadata", spec.commit.user_metadata())
+        )
+        if spec.predicate is not None:
+            writer = writer.option("replaceWhere", spec.predicate)
+        if before is not None and _lacks_columns(uri, spec.schema, self.storage_options):
             writer = writer.option("mergeSchema", "true")
-        if parts and before is None:
-            writer = writer.partitionBy(*parts)
+        if spec.partition_by and before is None:
+            writer = writer.partitionBy(*spec.partition_by)
         writer.save(spark_path(uri))
         return self._result(uri, before)
 
@@ -341,29 +312,16 @@ class SparkEngine(Engine):
         self,
         data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
         uri: str,
-        *,
-        schema: pa.Schema,
-        commit: CommitInfo,
-        mode: WriteMode = "append",
-        partition_by: Sequence[str] = (),
-        replace: Mapping[str, Sequence[str]] | None = None,
+        spec: WriteSpec,
     ) -> WriteResult:
-        if replace is not None and not any(replace.values()):
+        if spec.replaces_nothing:
             return WriteResult(
                 version=delta.table_version(uri, self.storage_options), rows=0, files=0
             )
+        schema = spec.schema
         if isinstance(data, pa.Table) and data.num_rows <= INLINE_ROWS:
             table = pa.Table.from_batches(list(conform(data.to_batches(), schema)), schema=schema)
-            return self.write_dataframe(
-                self._arrow_frame(table),
-                uri,
-                schema=schema,
-                commit=commit,
-                mode=mode,
-                partition_by=partition_by,
-                replace=replace,
-                rows=table.num_rows,
-            )
+            return self.write_dataframe(self._arrow_frame(table), uri, spec, rows=table.num_rows)
         batches = data.to_batches() if isinstance(data, pa.Table) else data
         with self._spooled(batches, schema, uri) as (path, rows):
             df = (
@@ -371,16 +329,7 @@ class SparkEngine(Engine):
                 if rows
                 else self.session.createDataFrame([], spark_schema(schema))
             )
-            result = self.write_dataframe(
-                df,
-                uri,
-                schema=schema,
-                commit=commit,
-                mode=mode,
-                partition_by=partition_by,
-                replace=replace,
-                rows=rows,
-            )
+            result = self.write_dataframe(df, uri, spec, rows=rows)
         if result.rows != rows:
             # Spark committed something other than what was spooled (a store that did not show
             # the file): the data must not silently go missing.

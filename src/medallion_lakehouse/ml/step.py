@@ -256,21 +256,48 @@ def _built_from(lake: Lake, table: str, silver_version: int | None) -> bool:
     return bool(last) and last[0].get("silver_version") == str(silver_version)
 
 
+@dataclass(frozen=True)
+class MlPlan:
+    """What the ml step will write, decided from the lake before anything is written.
+
+    The step's outputs depend on silver alone, so its incremental state is the silver version
+    each output's newest commit records (`silver_version` in the commit metadata): unchanged
+    silver means nothing to write, as for bronze, silver and gold.
+    """
+
+    silver_version: int | None
+    features_current: bool  # gold/customer_features was built from this silver version
+    scores_current: bool  # gold/churn_scores too
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.features_current and self.scores_current
+
+
+def plan(lake: Lake, *, full_refresh: bool = False) -> MlPlan:
+    """Read-only: which of the step's outputs are already built from silver as it is now."""
+    silver_version = lake.version(SILVER)
+    features = not full_refresh and _built_from(lake, CUSTOMER_FEATURES.name, silver_version)
+    scores = features and _built_from(lake, CHURN_SCORES.name, silver_version)
+    return MlPlan(silver_version, features_current=features, scores_current=scores)
+
+
 def run(lake: Lake, ctx: StepContext) -> StepResult:
-    """Customer features -> out-of-time training -> scores; skipped when data cannot support it."""
+    """Customer features -> out-of-time training -> scores; skipped when data cannot support it.
+
+    Commits in this order, each a checkpoint a crash may stop at: customer features, the model
+    folder, its `_meta/model_metrics` row (with the model file's sha256), the `latest` pointer,
+    the scores. A rerun after a crash redoes what the plan finds not built from this silver.
+    """
     started = time.perf_counter()
     result = StepResult(step=STEP)
     cfg = ChurnConfig.from_settings(lake.settings)
-    silver_version = lake.version(SILVER)
-    # The step's outputs depend on silver alone: tag them with the version they were built from,
-    # so a rerun on unchanged silver writes nothing (as bronze, silver and gold do).
-    commit = ctx.commit(STEP, silver_version=str(silver_version))
-    features_current = not ctx.full_refresh and _built_from(
-        lake, CUSTOMER_FEATURES.name, silver_version
-    )
-    if features_current and _built_from(lake, CHURN_SCORES.name, silver_version):
+    planned = plan(lake, full_refresh=ctx.full_refresh)
+    commit = ctx.commit(STEP, silver_version=str(planned.silver_version))
+    if planned.up_to_date:
         result.message = (
-            f"silver/sales unchanged (version {silver_version}): features and scores are current"
+            f"silver/sales unchanged (version {planned.silver_version}): "
+            "features and scores are current"
         )
         result.metrics["up_to_date"] = True
         result.seconds = time.perf_counter() - started
@@ -285,7 +312,7 @@ def run(lake: Lake, ctx: StepContext) -> StepResult:
     result.rows_in = lake.engine.count(silver)
 
     ctx.report(0, 3, "customer features")
-    if features_current:
+    if planned.features_current:
         n_customers = lake.engine.count(lake.read(CUSTOMER_FEATURES.name))
     else:
         # One row per customer: small enough to check on the driver before it is committed.

@@ -18,9 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from medallion_lakehouse.attention import needs_attention
+from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
+from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.meta import RUNS
-from medallion_lakehouse.pipeline.attention import needs_attention
+from medallion_lakehouse.meta import QUALITY, RUNS
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.report import data, plots
 from medallion_lakehouse.report.html import (
@@ -35,6 +38,7 @@ from medallion_lakehouse.report.html import (
 )
 from medallion_lakehouse.report.manifest import TITLE as MANIFEST_TITLE
 from medallion_lakehouse.report.manifest import manifest_section
+from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
 
 REPORT_NAME = "report.html"
 KEEP_COPIES = 30  # timestamped copies kept next to report.html (older ones are deleted)
@@ -71,14 +75,14 @@ def overview_section(lake: Lake) -> Section:
     )
     if not any(s.exists for s in statuses):
         section.state = "empty"
-        section.body = placeholder(["bronze/sales"], "run <code>medallion run</code>")
+        section.body = placeholder([BRONZE_SALES.name], "run <code>medallion run</code>")
         return section
 
     def rows(name: str) -> int | None:
         status = by_name.get(name)
         return status.rows if status is not None else None
 
-    runs = data.read(lake, "_meta/runs")
+    runs = data.read(lake, RUNS.name)
     last_run = "—"
     last_sub = "no run recorded yet"
     if runs is not None:
@@ -90,10 +94,10 @@ def overview_section(lake: Lake) -> Section:
             last_run = "failed" if failed else "ok"
             last_sub = f"{run_id} · {mine.seconds.sum():.1f} s"
     cards = [
-        ("bronze records", _fmt_int(rows("bronze/sales")), "as received, append-only"),
-        ("silver sales", _fmt_int(rows("silver/sales")), "one row per sale_id"),
-        ("quarantined", _fmt_int(rows("silver/sales_quarantine")), "failed a drop rule"),
-        ("gold days", _fmt_int(rows("gold/daily_sales")), "gold/daily_sales rows"),
+        ("bronze records", _fmt_int(rows(BRONZE_SALES.name)), "as received, append-only"),
+        ("silver sales", _fmt_int(rows(SILVER_SALES.name)), "one row per sale_id"),
+        ("quarantined", _fmt_int(rows(SILVER_QUARANTINE.name)), "failed a drop rule"),
+        ("gold days", _fmt_int(rows(DAILY_SALES.name)), "gold/daily_sales rows"),
         ("last run", last_run, last_sub),
     ]
     listing = table(
@@ -169,7 +173,7 @@ def funnel_section(lake: Lake) -> Section:
     )
     frame = data.funnel(lake)
     if frame is None or frame.empty:
-        section.state, section.body = "empty", placeholder(["bronze/sales"])
+        section.state, section.body = "empty", placeholder([BRONZE_SALES.name])
         return section
     totals = frame[["bronze", "silver", "superseded", "quarantined", "rejected_lines"]].sum()
     section.body = kpis(
@@ -206,7 +210,7 @@ def quarantine_section(lake: Lake) -> Section:
     )
     frame = data.quarantine_reasons(lake)
     if frame is None:
-        section.state, section.body = "empty", placeholder(["silver/sales_quarantine"])
+        section.state, section.body = "empty", placeholder([SILVER_QUARANTINE.name])
         return section
     if frame.empty:
         section.body = '<p><span class="badge ok">clean</span> No row has been quarantined.</p>'
@@ -235,7 +239,7 @@ def quality_section(lake: Lake) -> Section:
     )
     frame = data.quality(lake)
     if frame is None or frame.empty:
-        section.state, section.body = "empty", placeholder(["_meta/quality"])
+        section.state, section.body = "empty", placeholder([QUALITY.name])
         return section
     latest = frame[frame.run_id == frame.run_id.max()]
     tone = {"warn": "warn", "drop": "bad", "fail": "bad"}
@@ -278,7 +282,7 @@ def revenue_section(lake: Lake) -> Section:
     )
     frame = data.daily_revenue(lake)
     if frame is None or frame.empty:
-        section.state, section.body = "empty", placeholder(["gold/daily_sales"])
+        section.state, section.body = "empty", placeholder([DAILY_SALES.name])
         return section
     cards = [
         ("revenue", plots.money(float(frame.revenue.sum())), f"{len(frame):,} days"),
@@ -308,7 +312,7 @@ def products_stores_section(lake: Lake) -> Section:
     products = data.revenue_by_product(lake)
     stores = data.revenue_by_store(lake)
     if products is None or stores is None or products.empty:
-        section.state, section.body = "empty", placeholder(["gold/product_store_daily"])
+        section.state, section.body = "empty", placeholder([PRODUCT_STORE_DAILY.name])
         return section
     section.body = figure("revenue-by-product", plots.product_plot(products)) + figure(
         "revenue-by-store", plots.store_plot(stores)
@@ -328,7 +332,7 @@ def late_section(lake: Lake) -> Section:
     )
     frame = data.late_arrivals(lake)
     if frame is None or frame.empty:
-        section.state, section.body = "empty", placeholder(["silver/sales"])
+        section.state, section.body = "empty", placeholder([SILVER_SALES.name])
         return section
     section.body = figure("late-arrivals", plots.late_plot(frame))
     section.plots = ["late-arrivals"]
@@ -344,7 +348,7 @@ def runs_section(lake: Lake) -> Section:
     )
     frame = data.run_durations(lake)
     if frame is None or frame.empty:
-        section.state, section.body = "empty", placeholder(["_meta/runs"])
+        section.state, section.body = "empty", placeholder([RUNS.name])
         return section
     section.body = figure("run-durations", plots.durations_plot(frame))
     section.plots = ["run-durations"]
@@ -435,7 +439,7 @@ def exploration_section(lake: Lake) -> Section:
     if body is None:
         section.state = "empty"
         section.body = placeholder(
-            ["data/landing/*", "bronze/sales"],
+            ["data/landing/*", BRONZE_SALES.name],
             "run <code>medallion generate</code> then <code>medallion run</code>",
         )
         return section

@@ -5,8 +5,9 @@
   of a version: the one place the add-actions table is read) and `distinct_values` (from Parquet
   statistics).
 - Writing, for the DuckDB engine and driver-side tools: `write_arrow` streams Arrow record batches
-  into one delta-rs commit tagged with `{run_id, step}`, so a crash before the commit leaves the
-  table at its previous version (orphan data files are invisible and removed by `vacuum`);
+  into one delta-rs commit tagged with `{run_id, step}`, as a `WriteSpec` (the one description of
+  a write every engine takes) says, so a crash before the commit leaves the table at its previous
+  version (orphan data files are invisible and removed by `vacuum`);
   `delete_where`. The Spark engine commits through Delta Spark instead (engines/spark_engine.py),
   with the same metadata in the commit's `userMetadata`.
 """
@@ -53,6 +54,38 @@ class CommitInfo:
     def user_metadata(self) -> str:
         """Delta Spark: the commit's `userMetadata` string (a JSON object of the same keys)."""
         return json.dumps(self.metadata(), separators=(",", ":"), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    """How one commit writes a table: what the engines' and delta-rs' writers all take.
+
+    `schema` and `partition_by` come from the table's contract, `commit` names the run, and
+    `mode` / `replace` say what the commit does to the rows already there: `append`;
+    `overwrite` (the whole table); or `replace={"col": [...]}`, which replaces exactly the rows
+    holding those values (a predicate overwrite) and, given no values, commits nothing.
+    """
+
+    schema: pa.Schema
+    commit: CommitInfo
+    mode: WriteMode = "append"
+    partition_by: Sequence[str] = ()
+    replace: Mapping[str, Sequence[str]] | None = None
+
+    @property
+    def replaces_nothing(self) -> bool:
+        """A replacement of no values: the write is a no-op."""
+        return self.replace is not None and not any(self.replace.values())
+
+    @property
+    def predicate(self) -> str | None:
+        """The SQL predicate of the rows a replacement removes (None: not a replacement)."""
+        return None if self.replace is None else partition_predicate(self.replace)
+
+    @property
+    def commit_mode(self) -> WriteMode:
+        """The Delta save mode: a replacement is an overwrite restricted by `predicate`."""
+        return "overwrite" if self.replace is not None else self.mode
 
 
 @dataclass(frozen=True)
@@ -214,42 +247,31 @@ class _CountingReader:
 def write_arrow(
     uri: str,
     data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+    spec: WriteSpec,
     *,
-    schema: pa.Schema,
-    commit: CommitInfo,
-    mode: WriteMode = "append",
-    partition_by: Sequence[str] = (),
-    replace: Mapping[str, Sequence[str]] | None = None,
     storage_options: Mapping[str, str] | None = None,
 ) -> WriteResult:
-    """Write Arrow data as one commit.
-
-    `replace={"sale_month": [...]}` replaces exactly those partitions (a predicate overwrite); an
-    empty `replace` mapping value list with no data is a no-op. `mode="overwrite"` without
-    `replace` replaces the whole table.
-    """
+    """Write Arrow data as one commit, as `spec` says (see WriteSpec)."""
     if isinstance(data, pa.Table):
         batches: Iterable[pa.RecordBatch] = data.to_batches()
     else:
         batches = data
-    counter = _CountingReader(batches, schema)
-    predicate = None
+    counter = _CountingReader(batches, spec.schema)
     existing = open_table(uri, storage_options=storage_options)
-    if replace is not None:
-        if not any(replace.values()):
-            version = None if existing is None else existing.version()
-            return WriteResult(version=version, rows=0, files=0)
-        mode = "overwrite"
-        predicate = partition_predicate(replace)
-    schema_mode: Literal["merge"] | None = "merge" if _lacks_columns(existing, schema) else None
+    if spec.replaces_nothing:
+        version = None if existing is None else existing.version()
+        return WriteResult(version=version, rows=0, files=0)
+    schema_mode: Literal["merge"] | None = (
+        "merge" if _lacks_columns(existing, spec.schema) else None
+    )
     write_deltalake(  # type: ignore[misc]  # the overloads x unions exceed mypy's limit
         uri,
         counter.reader(),
-        mode=mode,  # type: ignore[arg-type]  # overloads tie predicate to "overwrite"; set above
-        partition_by=list(partition_by) or None,
-        predicate=predicate,
+        mode=spec.commit_mode,  # type: ignore[arg-type]  # overloads tie predicate to "overwrite"
+        partition_by=list(spec.partition_by) or None,
+        predicate=spec.predicate,
         storage_options=dict(storage_options or {}) or None,
-        commit_properties=commit.properties(),
+        commit_properties=spec.commit.properties(),
         schema_mode=schema_mode,
     )
     table = open_table(uri, storage_options=storage_options)
