@@ -297,9 +297,7 @@ def _commit(
     written = 0
     if full or months:
         assert w.rebuild is not None
-        args = (
-            {"mode": "append"} if w.append else SILVER_SALES.write_args(full=full, values=months)
-        )
+        args = {"mode": "append"} if w.append else SILVER_SALES.write_args(full=full, values=months)
         out = lake.write(SILVER_SALES.name, w.rebuild, commit=commit, **args)
         silver_version, written = out.version, out.rows
     tables[SILVER_SALES.name] = silver_version
@@ -508,9 +506,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     else:
         # Months of stored versions of the fresh sale_ids: a sale that moves month leaves its
         # old month too.
-        stored = _distinct(
-            lake, existing.filter(existing.sale_id.isin(fresh.sale_id)).sale_month
-        )
+        stored = _distinct(lake, existing.filter(existing.sale_id.isin(fresh.sale_id)).sale_month)
         touched = fresh.select("sale_month")
         if ranged:
             in_range = existing.filter(existing.sale_date.between(lo, hi))
