@@ -20,7 +20,7 @@ from deltalake import DeltaTable
 from medallion_lakehouse.contracts import TableContract, all_contracts
 from medallion_lakehouse.errors import MedallionError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.storage.delta import open_table
+from medallion_lakehouse.storage.delta import add_actions, open_table
 
 # Statements that only read. Anything else (INSERT, COPY, ATTACH, SET, CREATE...) is refused.
 READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -143,7 +143,7 @@ def register_views(
             rows = 0
         else:
             data = table.to_pyarrow_dataset()
-            counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+            counts = add_actions(table).column("num_records")
             rows = sum(int(n or 0) for n in counts.to_pylist())
         full = prefix + name
         schema, _, _ = full.partition(".")

@@ -16,7 +16,7 @@ from typing import TypeAlias
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from medallion_lakehouse.storage.delta import open_table
+from medallion_lakehouse.storage.delta import add_actions, open_table
 
 Snapshot: TypeAlias = pa.Table  # the add actions of one version, flattened
 
@@ -32,13 +32,13 @@ def first_version(
     if table is None:
         return None
     hi = table.version()
-    if not holds(_actions(table)):
+    if not holds(add_actions(table)):
         return None
     lo = _oldest_loadable(table, hi)
     while lo < hi:
         mid = (lo + hi) // 2
         table.load_as_version(mid)
-        if holds(_actions(table)):
+        if holds(add_actions(table)):
             hi = mid
         else:
             lo = mid + 1
@@ -50,10 +50,6 @@ def _oldest_loadable(table: DeltaTable, newest: int) -> int:
     history = table.history()
     versions = [int(h["version"]) for h in history if h.get("version") is not None]
     return min(versions, default=newest)
-
-
-def _actions(table: DeltaTable) -> Snapshot:
-    return pa.table(table.get_add_actions(flatten=True))
 
 
 def holds_batch(batch_id: str) -> Callable[[Snapshot], bool]:
@@ -86,7 +82,7 @@ def last_rewrite(
     table = open_table(uri, storage_options=storage_options)
     if table is None:
         return None
-    now = partition_files(_actions(table), column, value)
+    now = partition_files(add_actions(table), column, value)
     if not now:
         return None
     return first_version(
