@@ -480,3 +480,37 @@ def test_generated_files_conserve_every_record(lake: Lake, tmp_path: Path) -> No
     assert report.quarantined == round(rows * invalid)
     assert report.current == rows - round(rows * invalid)
     assert report.superseded == round(rows * updates) + round(rows * duplicates)
+
+
+@pytest.mark.slow
+def test_batch_of_new_sale_ids_is_appended_and_a_retry_after_a_crash_rebuilds(lake: Lake) -> None:
+    ingest_and_run(lake, land(lake, "f1.csv", [sale("S1"), sale("S2", sale_date="2025-02-01")]))
+    # New sale_ids only (one twice in the batch): appended, its months not rewritten.
+    f2 = land(lake, "f2.csv", [sale("S3", status="Pending"), sale("S3"), sale("S4")])
+    result = ingest_and_run(lake, f2)
+    assert result.metrics["affected_months"] == ["2025-01"]
+    assert lake.history("silver/sales")[0]["operationParameters"]["mode"] == "Append"
+    assert {k: r["status"] for k, r in silver_rows(lake).items()} == {
+        "S1": "completed",
+        "S2": "completed",
+        "S3": "completed",
+        "S4": "completed",
+    }
+    # A batch killed after its silver append, before its ledger row: the retry finds its
+    # sale_ids stored and rebuilds the month (no duplicate), as a full refresh would.
+    f3 = land(lake, "f3.csv", [sale("S5"), sale("S6", sale_date="2025-02-03")])
+    ingest(lake, run_id=new_run_id(), files=[f3])
+    ws = str(lake.settings.workspace)
+    crashed = subprocess.run(
+        [sys.executable, "-m", "medallion_lakehouse", "silver", "-w", ws],
+        env={**os.environ, "MEDALLION_FAULT": "silver.before_ledger"},
+        capture_output=True,
+    )
+    assert crashed.returncode == -9
+    assert step.run(lake, StepContext(run_id=new_run_id())).status == "ok"
+    assert lake.history("silver/sales")[0]["operationParameters"]["mode"] == "Overwrite"
+    incremental = content(lake)
+    assert len(incremental) == 6
+    assert_audit_ok(lake)
+    step.run(lake, StepContext(run_id=new_run_id(), full_refresh=True))
+    assert content(lake) == incremental

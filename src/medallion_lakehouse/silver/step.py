@@ -9,7 +9,9 @@ Algorithm (DESIGN.md section 5), the same on every engine:
 3. Affected months = months of the new valid rows plus months where silver holds a version of
    one of their sale_ids (so a sale that moves month leaves its old month too).
 4. Rebuild those months from (silver rows in them ∪ new rows), latest version per sale_id, and
-   replace exactly those partitions in one commit.
+   replace exactly those partitions in one commit. When no new sale_id is stored yet (and no
+   --from/--to range is asked), that rebuild would rewrite the stored rows unchanged, so the
+   new rows' latest versions are appended in one commit instead (same table contents).
 Commit order: quarantine -> silver replace -> `_meta/silver_changes` -> `_meta/quality` -> ledger.
 The ledger row is the commit marker. Every write is idempotent, so a crash anywhere only makes the
 next run do the same work again: the quarantine rows of the processed batches are *replaced* (one
@@ -276,6 +278,9 @@ class SilverWrite:
     watermarks: dict[str, date | None]
     dropped: int
     rules: RuleSet
+    # The rebuilt rows are appended instead of replacing their months: none of their sale_ids
+    # is stored yet, so the months' rebuild would rewrite the stored rows unchanged.
+    append: bool = False
 
 
 @dataclass(frozen=True)
@@ -320,12 +325,8 @@ def _commit(
     written = 0
     if full or months:
         assert w.rebuild is not None
-        out = lake.write(
-            SILVER_SALES.name,
-            w.rebuild,
-            commit=commit,
-            **SILVER_SALES.write_args(full=full, values=months),
-        )
+        args = {"mode": "append"} if w.append else SILVER_SALES.write_args(full=full, values=months)
+        out = lake.write(SILVER_SALES.name, w.rebuild, commit=commit, **args)
         silver_version, written = out.version, out.rows
     tables[SILVER_SALES.name] = silver_version
     changed = sorted(set(months) | set(w.months_before))
@@ -531,23 +532,33 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     ctx.report(1, 4, "silver: finding affected months")
     existing = lake.read(SILVER_SALES.name)
     months_before = _stored_months(lake) if full else []
+    append = False
     if full or first_load:
         rebuild = transform.latest(fresh)
         assert new_parsed is not None
         valid = new_parsed.filter(new_parsed._drop_rule.isnull())
         months = _distinct(lake, std.sale_month(valid.p_sale_date).name("sale_month"))
     else:
-        touched = fresh.select("sale_month").union(
-            existing.filter(existing.sale_id.isin(fresh.sale_id)).select("sale_month")
-        )
+        # Months of stored versions of the fresh sale_ids: a sale that moves month leaves its
+        # old month too.
+        stored = _distinct(lake, existing.filter(existing.sale_id.isin(fresh.sale_id)).sale_month)
+        touched = fresh.select("sale_month")
         if ranged:
             in_range = existing.filter(existing.sale_date.between(lo, hi))
             touched = touched.union(in_range.select("sale_month"))
-        months = _distinct(lake, touched.sale_month)
-        kept = transform.conform(
-            existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
-        )
-        rebuild = transform.latest(kept.union(transform.conform(fresh)))
+        months = sorted(set(_distinct(lake, touched.sale_month)) | set(stored))
+        if not ranged and not stored:
+            # No fresh sale_id is stored yet (the common late batch: new sales): rebuilding its
+            # months would rewrite every stored row of them unchanged (latest(kept ∪ fresh) =
+            # kept ∪ latest(fresh)), so the fresh rows' latest versions are appended instead.
+            # A retried batch finds its own rows stored and takes the rebuild below.
+            append = True
+            rebuild = transform.latest(fresh)
+        else:
+            kept = transform.conform(
+                existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
+            )
+            rebuild = transform.latest(kept.union(transform.conform(fresh)))
 
     # -- commits ---------------------------------------------------------------------------------
     ctx.report(2, 4, "silver: writing")
@@ -568,6 +579,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
             watermarks=marks,
             dropped=dropped,
             rules=rules,
+            append=append,
         ),
         commit,
         now,
