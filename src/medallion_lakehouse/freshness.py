@@ -18,6 +18,7 @@ from medallion_lakehouse import quality as qo
 from medallion_lakehouse.checks import Severity
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
+from medallion_lakehouse.silver.contract import SILVER_SALES
 
 SALE_DATE_RULE = "freshness_sale_date"
 INGESTED_RULE = "freshness_ingested"
@@ -80,9 +81,9 @@ def configured(lake: Lake) -> bool:
 
 
 def _newest_sale(lake: Lake) -> datetime | None:
-    if lake.version("silver/sales") is None:
+    if lake.version(SILVER_SALES.name) is None:
         return None
-    silver = lake.read("silver/sales")
+    silver = lake.read(SILVER_SALES.name)
     newest = lake.engine.scalar(silver.sale_date.max())
     if newest is None:
         return None

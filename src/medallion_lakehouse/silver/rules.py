@@ -380,11 +380,6 @@ class BatchShare:
         return self.dropped / self.rows if self.rows else 0.0
 
 
-def gate(batches: list[BatchShare], threshold: float) -> list[BatchShare]:
-    """The batches whose dropped share is above `threshold` (the `fail` rule's breakers)."""
-    return [b for b in batches if b.rows and b.share > threshold]
-
-
 @dataclass(frozen=True)
 class Breach:
     """A batch above a rule's fail_share: the gate holds it."""
