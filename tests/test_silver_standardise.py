@@ -18,9 +18,12 @@ from medallion_lakehouse.silver import transform
 from medallion_lakehouse.silver.rules import (
     DEFAULT_RULES,
     DROP_RULES,
+    PRODUCT_RULE,
+    QUARANTINE_SHARE_RULE,
     RULES,
     BatchShare,
-    gate,
+    breaches,
+    build,
     reason_of,
 )
 
@@ -327,9 +330,26 @@ def test_latest_version_wins(engine: DuckDBEngine) -> None:
     assert got == {"S-1": "completed", "S-2": "completed"}
 
 
-def test_quarantine_share_gate() -> None:
-    shares = [BatchShare("a", 100, 20), BatchShare("b", 100, 21), BatchShare("c", 0, 0)]
-    assert [b.batch_id for b in gate(shares, 0.20)] == ["b"]
+def test_quarantine_share_gate_holds_a_batch_strictly_above_the_share() -> None:
+    rules = build(quarantine_fail_share=0.20)
+    assert breaches({"rows": 100, "dropped": 20}, rules) == []
+    [held] = breaches({"rows": 100, "dropped": 21}, rules)
+    assert (held.rule, held.failed, held.rows, held.threshold) == (
+        QUARANTINE_SHARE_RULE,
+        21,
+        100,
+        0.20,
+    )
+    assert breaches({"rows": 0, "dropped": 0}, rules) == []
+    assert BatchShare("c", 0, 0).share == 0.0
+
+
+def test_a_rule_with_its_own_fail_share_is_gated_apart_from_the_quarantine_share() -> None:
+    rules = build({PRODUCT_RULE: (None, 0.05)}, quarantine_fail_share=0.20)
+    # 6 % of rows break the product rule: over its own 5 %, while the other drop rules' 1 % is not
+    # over the quarantine share (which no longer counts the product rule's rows).
+    stats = {"rows": 100, "dropped": 7, "dropped_ungated": 1, f"failed__{PRODUCT_RULE}": 6}
+    assert [(b.rule, b.failed) for b in breaches(stats, rules)] == [(PRODUCT_RULE, 6)]
 
 
 def test_every_drop_rule_has_a_predicate_and_a_reason() -> None:
