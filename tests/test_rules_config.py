@@ -299,3 +299,22 @@ def test_no_freshness_setting_checks_nothing(tmp_path: Path, seed_dir: Path) -> 
     shutil.copyfile(seed_dir / "raw_sales.csv", ws / "data" / "landing" / "raw_sales.csv")
     report = run_pipeline(load_settings(ws), steps=["bronze", "silver"])
     assert report.exit_code == 0 and report.freshness == []
+
+
+def test_report_joins_the_reference_tables_with_gold(tmp_path: Path) -> None:
+    """silver/products and silver/stores are joined with gold: the report names what the
+    reference lists and no completed sale has (here a product the feed never sells)."""
+    from medallion_lakehouse.report.data import reference_coverage
+
+    toml = COLUMNS + REFERENCE + '\n[rules.store_id_valid]\nseverity = "warn"\n'
+    ws = shop(tmp_path / "ws", toml, products=["Widget", "Gadget", "Sprocket"])
+    result = CliRunner().invoke(app, ["run", "-w", str(ws), "--steps", "bronze,silver,gold,report"])
+    assert result.exit_code == 0, result.stdout
+    with Lake(load_settings(ws)) as lake:
+        found = {c.what: c for c in reference_coverage(lake)}
+    assert (found["products"].known, found["products"].sold) == (3, 2)
+    assert found["products"].unsold == ["Sprocket"]
+    assert found["products"].source.endswith("products.csv")
+    assert (found["stores"].known, found["stores"].sold, found["stores"].unsold) == (3, 3, [])
+    html = (ws / "data" / "reports" / "report.html").read_text()
+    assert "Sprocket" in html[html.index('id="section-products-stores"') :]
