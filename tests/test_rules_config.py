@@ -273,11 +273,17 @@ def test_rules_command_shows_values_and_sources(
     assert "store_id_valid" in table.output and "medallion.toml:2" in table.output
 
 
-def test_freshness_fails_a_stale_run(tmp_path: Path, seed_dir: Path) -> None:
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_freshness_fails_a_stale_run(
+    tmp_path: Path, seed_dir: Path, engine_name: str, engine_for: Any
+) -> None:
+    engine_for(engine_name)  # the module's Spark session: the run's engine attaches to it
     ws = tmp_path / "ws"
     (ws / "data" / "landing").mkdir(parents=True)
     shutil.copyfile(seed_dir / "raw_sales.csv", ws / "data" / "landing" / "raw_sales.csv")
-    (ws / "medallion.toml").write_text('[freshness]\nwarn_after = "2d"\nerror_after = "7d"\n')
+    (ws / "medallion.toml").write_text(
+        f'engine = "{engine_name}"\n[freshness]\nwarn_after = "2d"\nerror_after = "7d"\n'
+    )
     report = run_pipeline(load_settings(ws), steps=["bronze", "silver"])
     assert report.exit_code == 3
     assert "stale" in (report.error or "")
