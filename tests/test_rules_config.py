@@ -172,6 +172,29 @@ def test_renamed_columns_catalogue_and_stores(
     assert again["audit"].ok
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_a_reference_change_moves_rows_on_a_full_refresh(
+    tmp_path: Path, engine_name: str, engine_for: Any
+) -> None:
+    """Laptop is not in the shop's catalogue and product_in_catalogue is `drop`: quarantined.
+    Once the catalogue lists it, a full refresh moves the row to silver; the audit balances."""
+    engine = engine_for(engine_name)
+    toml = (
+        COLUMNS
+        + REFERENCE
+        + '[rules.store_id_valid]\nseverity = "warn"\n'
+        + '[rules.product_in_catalogue]\nseverity = "drop"\nfail_share = 0.5\n'
+    )
+    ws = shop(tmp_path / "ws", toml)
+    first = silver(ws, engine)
+    assert first["quarantine"] == {"A3": "product_in_catalogue"} and "A3" not in first["silver"]
+    (ws / "reference" / "products.csv").write_text("product\nWidget\nGadget\nLaptop\n")
+    again = silver(ws, engine, full=True)
+    assert again["quarantine"] == {} and again["silver"]["A3"]["product"] == "Laptop"
+    assert again["products"] == ["Gadget", "Laptop", "Widget"]
+    assert first["audit"].ok and again["audit"].ok
+
+
 def test_without_aliases_the_feed_is_quarantined(tmp_path: Path) -> None:
     """The failure the aliases fix: Qty and Date go to _rescued_data, every row is dropped."""
     ws = shop(tmp_path / "ws", REFERENCE)
