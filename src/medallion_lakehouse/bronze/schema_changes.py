@@ -131,8 +131,9 @@ def detect(files: Iterable[LedgerFile], aliases: Mapping[str, Sequence[str]]) ->
         source = source_of(f.source_file)
         prev = last.get(source)
         last[source] = f
-        if prev is None or prev.columns is None:
+        if prev is None:
             continue
+        assert prev.columns is not None  # files with unknown columns never become `last`
         added, removed, renamed = compare(prev.columns, f.columns, aliases)
         if added or removed or renamed:
             out.append(
