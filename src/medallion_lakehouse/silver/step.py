@@ -429,18 +429,14 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     new_bronze = bronze.filter(bronze._batch_id.isin(new_ids)) if new_ids else None
     # Materialised once: the rules, the quarantine and the rebuild all read it (and compiling
     # the parse expression again for each of them costs seconds).
-    new_parsed = (
-        cache(
-            transform.narrow(
-                transform.quarantine_whole(
-                    transform.parse(new_bronze, rules),
-                    sorted(decided["quarantined"] & set(new_ids)),
-                )
-            )
+    new_parsed = None
+    if new_bronze is not None:
+        # A handful of rows (one per batch), on the driver and back: a table of its own.
+        batches = engine.from_arrow(engine.to_arrow(transform.batch_lineage(new_bronze)))
+        parsed = transform.quarantine_whole(
+            transform.parse(new_bronze, rules), sorted(decided["quarantined"] & set(new_ids))
         )
-        if new_bronze is not None
-        else None
-    )
+        new_parsed = transform.widen(cache(transform.narrow(parsed, batches)), batches)
 
     # -- rules and the quality gate, before anything is committed ---------------------------
     stats = _batch_stats(lake, new_parsed, rules) if new_parsed is not None else []
