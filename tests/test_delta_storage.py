@@ -52,3 +52,20 @@ def test_single_value_is_read_from_statistics_only_when_they_prove_it(tmp_path: 
     assert _single_value(footer(["x", "y"]), "sha") is None
     assert _single_value(footer(["x", None]), "sha") is None  # a null is another value
     assert _single_value(footer(["x"]), "other") is None
+
+
+def test_unique_columns_are_written_without_a_dictionary(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from medallion_lakehouse.silver.contract import SILVER_SALES
+
+    assert "sale_id" in SILVER_SALES.unique_columns  # the contract says which columns
+    uri = str(tmp_path / "t")
+    data = pa.table({"id": [f"id-{i}" for i in range(1000)], "kind": ["a", "b"] * 500})
+    schema = data.schema
+    write_arrow(uri, data, WriteSpec(schema, COMMIT, unique_columns=("id", "not_a_column")))
+    [path] = list((tmp_path / "t").glob("*.parquet"))
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(2)}
+    assert not any("DICTIONARY" in e for e in encodings["id"])
+    assert any("DICTIONARY" in e for e in encodings["kind"])

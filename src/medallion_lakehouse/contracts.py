@@ -28,6 +28,10 @@ class Column:
     type: pa.DataType
     description: str
     nullable: bool = True
+    # About one value per row (an id, a line number): written without Parquet dictionary
+    # encoding, which would build a dictionary per column chunk only to fall back to plain
+    # (35-45 % of a 3M-row silver write's CPU, for files about 20 % larger).
+    unique: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class TableContract:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def unique_columns(self) -> tuple[str, ...]:
+        """Columns with about one value per row (`Column.unique`)."""
+        return tuple(c.name for c in self.columns if c.unique)
 
     def empty(self) -> pa.Table:
         return self.schema.empty_table()

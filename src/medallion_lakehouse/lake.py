@@ -142,6 +142,7 @@ class Lake:
             mode=mode,
             partition_by=tuple(contract.partition_by),
             replace=replace,
+            unique_columns=contract.unique_columns,
         )
 
     def read_arrow(

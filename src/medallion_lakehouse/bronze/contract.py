@@ -32,6 +32,7 @@ LINEAGE_COLUMNS: tuple[Column, ...] = (
         pa.int64(),
         "1-based physical data line in the file (the header is line 0; `\\n`, `\\r\\n` and a "
         "lone `\\r` each end a line); for a CSV record whose quoted field spans lines, its first.",
+        unique=True,
     ),
     Column("_batch_id", pa.string(), "One per ingested file."),
     Column(
@@ -55,7 +56,10 @@ BRONZE_SALES = TableContract(
     write_mode="append",
     write_note="one commit per file; files already ingested are skipped by sha256",
     columns=(
-        *(Column(c, pa.string(), f"Source column `{c}` as received.") for c in SOURCE_COLUMNS),
+        *(
+            Column(c, pa.string(), f"Source column `{c}` as received.", unique=c == "sale_id")
+            for c in SOURCE_COLUMNS
+        ),
         *LINEAGE_COLUMNS,
         Column("_rescued_data", pa.string(), "JSON of columns not in the expected schema."),
         Column("_ingest_date", pa.string(), "UTC date of ingestion, YYYY-MM-DD (partition)."),

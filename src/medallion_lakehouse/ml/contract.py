@@ -24,7 +24,7 @@ CUSTOMER_FEATURES = TableContract(
     upstream=("silver/sales",),
     written_by="ml",
     columns=(
-        Column("customer_id", pa.string(), "Customer.", nullable=False),
+        Column("customer_id", pa.string(), "Customer.", nullable=False, unique=True),
         Column("as_of", pa.date32(), "Cutoff date T: only sales on or before it are used."),
         Column("recency_days", pa.int64(), "Days from the last completed purchase to as_of."),
         Column("frequency", pa.int64(), "Completed orders up to as_of."),
@@ -83,7 +83,7 @@ CHURN_SCORES = TableContract(
     upstream=("gold/customer_features",),
     written_by="ml",
     columns=(
-        Column("customer_id", pa.string(), "Customer.", nullable=False),
+        Column("customer_id", pa.string(), "Customer.", nullable=False, unique=True),
         Column("churn_probability", pa.float64(), "Model probability of churn in the horizon."),
         Column("is_at_risk", pa.bool_(), "churn_probability >= the model's chosen threshold."),
         Column("model_version", pa.string(), "Model folder name under data/models/."),

@@ -40,7 +40,13 @@ SILVER_SALES = TableContract(
     write_note="the sale_month partitions the run's batches affect, in one commit",
     upstream=("bronze/sales",),
     columns=(
-        Column("sale_id", pa.string(), "Source id, or `h-` + 32 hex of the content hash.", False),
+        Column(
+            "sale_id",
+            pa.string(),
+            "Source id, or `h-` + 32 hex of the content hash.",
+            False,
+            unique=True,
+        ),
         Column("sale_date", pa.date32(), "Date of sale (any accepted spelling, parsed).", False),
         Column("sale_month", pa.string(), "YYYY-MM of sale_date (partition).", False),
         Column("store_id", pa.string(), "Canonical store id NW-001..NW-999.", False),

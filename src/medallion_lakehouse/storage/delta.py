@@ -22,7 +22,13 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 WriteMode = Literal["append", "overwrite"]
@@ -71,6 +77,7 @@ class WriteSpec:
     mode: WriteMode = "append"
     partition_by: Sequence[str] = ()
     replace: Mapping[str, Sequence[str]] | None = None
+    unique_columns: Sequence[str] = ()  # written without dictionary encoding (Column.unique)
 
     @property
     def replaces_nothing(self) -> bool:
@@ -273,10 +280,20 @@ def write_arrow(
         storage_options=dict(storage_options or {}) or None,
         commit_properties=spec.commit.properties(),
         schema_mode=schema_mode,
+        writer_properties=_writer_properties(spec),  # type: ignore[arg-type]  # None is its default
     )
     table = open_table(uri, storage_options=storage_options)
     assert table is not None
     return WriteResult(version=table.version(), rows=counter.rows, files=-1)
+
+
+def _writer_properties(spec: WriteSpec) -> WriterProperties | None:
+    plain = [c for c in spec.unique_columns if c in spec.schema.names]
+    if not plain:
+        return None
+    return WriterProperties(
+        column_properties={c: ColumnProperties(dictionary_enabled=False) for c in plain}
+    )
 
 
 def _lacks_columns(table: DeltaTable | None, schema: pa.Schema) -> bool:
