@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 import pytest
@@ -328,6 +329,39 @@ def test_latest_version_wins(engine: DuckDBEngine) -> None:
     latest = transform.latest(typed.mutate(is_late=False, _priority=1))
     got = {r["sale_id"]: r["status"] for r in engine.to_arrow(latest).to_pylist()}
     assert got == {"S-1": "completed", "S-2": "completed"}
+
+
+def test_sequenced_order_picks_the_same_versions_as_the_full_order(engine: DuckDBEngine) -> None:
+    """Versions of one sale across batches, lines and priorities: with every batch numbered,
+    the short sort (seq, line, priority) keeps the row the full VERSION_ORDER keeps."""
+    from datetime import UTC, datetime
+
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    versions = {  # sale -> its versions (batch seq, line, priority)
+        "S-1": [(3, 5, 0), (2, 9, 1)],  # a later batch beats a later line
+        "S-2": [(2, 9, 0), (2, 9, 1), (1, 9, 1)],  # equal lineage: the fresh row (priority 1)
+        "S-3": [(4, 2, 1), (4, 7, 1), (1, 8, 1)],  # in one batch, the later line
+    }
+    rows = [
+        {"sale_id": sale, "_batch_seq": seq, "_batch_id": f"b{seq}", "_source_line": line,
+         "_ingested_at": when.replace(hour=seq), "_priority": prio, "tag": f"{seq}/{line}/{prio}"}
+        for sale, vs in versions.items()
+        for seq, line, prio in vs
+    ]  # fmt: skip
+    table = engine.from_arrow(pa.Table.from_pylist(rows))
+
+    def winners(order: tuple[str, ...]) -> dict[str, str]:
+        rank = ibis.row_number().over(
+            group_by=table.sale_id, order_by=[ibis.desc(table[c]) for c in order]
+        )
+        top = table.mutate(r=rank).filter(lambda t: t.r == 0)
+        return {r["sale_id"]: r["tag"] for r in engine.to_arrow(top).to_pylist()}
+
+    assert transform.version_order(True) == transform.SEQUENCED_ORDER
+    assert transform.version_order(False) == transform.VERSION_ORDER
+    expected = {"S-1": "3/5/0", "S-2": "2/9/1", "S-3": "4/7/1"}
+    assert winners(transform.VERSION_ORDER) == expected
+    assert winners(transform.SEQUENCED_ORDER) == expected
 
 
 def test_quarantine_share_gate_holds_a_batch_strictly_above_the_share() -> None:

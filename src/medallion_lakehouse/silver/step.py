@@ -526,11 +526,16 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
 
     # -- affected months and the rebuild --------------------------------------------------------
     ctx.report(1, 4, "silver: finding affected months")
+    # Every row the rebuild ranks comes from a pending batch or one the ledger lists.
+    sequenced = all(b.seq is not None for b in pending) and all(
+        r["seq"] is not None for r in ledger
+    )
+    order = transform.version_order(sequenced)
     existing = lake.read(SILVER_SALES.name)
     months_before = _stored_months(lake) if full else []
     append = False
     if full or first_load:
-        rebuild = transform.latest(fresh)
+        rebuild = transform.latest(fresh, order)
         assert new_parsed is not None
         valid = new_parsed.filter(new_parsed._drop_rule.isnull())
         months = _distinct(lake, std.sale_month(valid.p_sale_date).name("sale_month"))
@@ -549,12 +554,12 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
             # kept ∪ latest(fresh)), so the fresh rows' latest versions are appended instead.
             # A retried batch finds its own rows stored and takes the rebuild below.
             append = True
-            rebuild = transform.latest(fresh)
+            rebuild = transform.latest(fresh, order)
         else:
             kept = transform.conform(
                 existing.filter(existing.sale_month.isin(months)).mutate(_priority=0)
             )
-            rebuild = transform.latest(kept.union(transform.conform(fresh)))
+            rebuild = transform.latest(kept.union(transform.conform(fresh)), order)
 
     # -- commits ---------------------------------------------------------------------------------
     ctx.report(2, 4, "silver: writing")

@@ -6,6 +6,8 @@ Spark. `step.py` wires them to the lake.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
@@ -46,6 +48,10 @@ VERSION_ORDER: tuple[str, ...] = (
     "_batch_id",
     PRIORITY,
 )
+# The same order when every batch has a sequence number: one batch per number, so equal
+# numbers mean one batch, whose time and id are equal too. The window that picks the latest
+# versions sorts on fewer keys.
+SEQUENCED_ORDER: tuple[str, ...] = ("_batch_seq", "_source_line", PRIORITY)
 
 
 def with_aliases(bronze: ir.Table, rules: RuleSet) -> ir.Table:
@@ -275,11 +281,17 @@ def conform(rows: ir.Table) -> ir.Table:
     return rows.select(*columns)
 
 
-def latest(rows: ir.Table) -> ir.Table:
-    """One row per sale_id: the latest by VERSION_ORDER (batch sequence first)."""
+def version_order(sequenced: bool) -> tuple[str, ...]:
+    """The keys `latest` sorts by: SEQUENCED_ORDER when every batch involved has a
+    `_batch_seq` (then it orders exactly as VERSION_ORDER does), else VERSION_ORDER."""
+    return SEQUENCED_ORDER if sequenced else VERSION_ORDER
+
+
+def latest(rows: ir.Table, order: Sequence[str] = VERSION_ORDER) -> ir.Table:
+    """One row per sale_id: the latest by `order` (VERSION_ORDER, or `version_order`'s)."""
     rank = ibis.row_number().over(
         group_by=rows.sale_id,
-        order_by=[ibis.desc(rows[c], nulls_first=False) for c in VERSION_ORDER],
+        order_by=[ibis.desc(rows[c], nulls_first=False) for c in order],
     )
     ranked = rows.mutate(_rank=rank)
     return ranked.filter(ranked._rank == 0).select(*SILVER_SALES.column_names)
