@@ -55,17 +55,12 @@ def records(bronze: ir.Table, rules: RuleSet) -> ir.Table:
     gives it (NULL for a record a drop rule sends to the quarantine).
 
     Only these five columns leave the parse: the audit joins 10M-row tables on them, and every
-    other parsed column would ride along through each join (or sit in a cache). The two
-    branches parse bronze twice but stream; joining bronze with its own sale_ids on the keys
-    instead held a hash table of every record next to silver's and ran out of memory.
+    other parsed column would ride along through each join (or sit in a cache).
     """
     parsed = transform.parse(bronze, rules)
-    columns = (*KEYS, "_batch_seq", "_ingested_at")
-    valid = transform.typed(parsed).select(*columns, "sale_id")
-    dropped = parsed.filter(parsed._drop_rule.notnull()).select(
-        *columns, sale_id=ibis.null(valid.sale_id.type())
-    )
-    return valid.union(dropped)
+    ids = transform.typed(parsed).select(*KEYS, "sale_id")
+    rows = parsed.select(*KEYS, "_batch_seq", "_ingested_at")
+    return rows.left_join(ids, list(KEYS)).select(*rows.columns, "sale_id")
 
 
 def classify(records: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Table:
@@ -147,8 +142,10 @@ def _audit(lake: Lake, cache: StepCache) -> AuditReport:
     done = bronze.filter(bronze._batch_id.isin(processed or [""]))
 
     # The parse (regexes and a sha256 per record) is paid once, into a cache of five narrow
-    # columns; the flags are aggregated in the engine and only materialised as a sample when
-    # something is wrong.
+    # columns that the classification and the orphan check both join. Each of those queries
+    # then holds one big hash table: joining bronze with its own sale_ids, silver and the
+    # quarantine in one query (and caching its flags) ran out of memory at 10M rows. The flags
+    # are aggregated in the engine and only materialised as a sample when something is wrong.
     rows = cache(records(done, reference.for_lake(lake)))
     flags = classify(rows, silver, quarantine)
     places = flags.in_silver + flags.superseded + flags.in_quarantine
