@@ -141,13 +141,13 @@ def _audit(lake: Lake, cache: StepCache) -> AuditReport:
         )
     done = bronze.filter(bronze._batch_id.isin(processed or [""]))
 
-    # The parse (regexes and a sha256 per record) is paid once, into a cache of five narrow
-    # columns that the classification and the orphan check both join. Each of those queries
-    # then holds one big hash table: joining bronze with its own sale_ids, silver and the
-    # quarantine in one query (and caching its flags) ran out of memory at 10M rows. The flags
-    # are aggregated in the engine and only materialised as a sample when something is wrong.
+    # Two materialisations, each holding one big hash table: the records (bronze joined with
+    # its own sale_ids on the keys; the parse, regexes and a sha256 per record, is paid here
+    # once), then their flags (the records joined with silver and the quarantine), which every
+    # count and check below reads. Doing both joins in one query ran out of memory at 10M rows.
     rows = cache(records(done, reference.for_lake(lake)))
-    flags = classify(rows, silver, quarantine)
+    flags = cache(classify(rows, silver, quarantine))
+    cache.drop(rows)
     places = flags.in_silver + flags.superseded + flags.in_quarantine
     summary = engine.to_arrow(
         flags.aggregate(
@@ -182,17 +182,9 @@ def _audit(lake: Lake, cache: StepCache) -> AuditReport:
             f"{n:,} sale_id(s) appear more than once in silver/sales, e.g. {_sample(engine, dup)}"
         )
 
-    # Every silver row must be the current version of a bronze record it was built from: the
-    # records whose flags say in_silver, found without the flags (same sale_id and keys).
+    # Every silver row must be the current version of a bronze record it was built from.
     keys = list(KEYS)
-    built = rows.semi_join(
-        silver,
-        [
-            rows.sale_id == silver.sale_id,
-            rows._batch_id == silver._batch_id,
-            rows._source_line == silver._source_line,
-        ],
-    ).select(*keys)
+    built = flags.filter(flags.in_silver == 1).select(*keys)
     pending = bronze.filter(bronze._batch_id.isin(report.pending_batches or [""])).select(*keys)
     orphans = silver.anti_join(built, keys).anti_join(pending, keys)
     if n := engine.count(orphans):
