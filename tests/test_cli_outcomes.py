@@ -24,7 +24,7 @@ from medallion_lakehouse.cli.app import OUTPUT
 from medallion_lakehouse.cli.main import app
 from medallion_lakehouse.cli.progress import RunProgress
 from medallion_lakehouse.cli.run import summary_table
-from medallion_lakehouse.config import Settings
+from medallion_lakehouse.config import Settings, load_settings
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.pipeline.runner import RunReport, run_pipeline
@@ -392,3 +392,24 @@ def test_generate_warns_when_the_lake_ingested_the_same_seed(workspace: Path) ->
     code, _, err = cli("generate", "-w", ws, "--rows", "300", "--files", "1", "--seed", "7",
                        "--out", str(workspace / "data" / "landing" / "more"))  # fmt: skip
     assert code == 0 and "warning" not in err
+
+
+def test_init_template_documents_settings_that_load_when_uncommented(tmp_path: Path) -> None:
+    """Each commented example in the new medallion.toml is a setting as written: uncommented, it
+    loads and takes effect (a renamed setting would fail here, not in a user's first edit)."""
+    assert cli("init", "-w", str(tmp_path))[0] == 0
+    toml = tmp_path / "medallion.toml"
+    lines = []
+    for line in toml.read_text(encoding="utf-8").splitlines():
+        body = line.removeprefix("# ")
+        is_setting = body[:1] == "[" or re.match(r"^\w+ = ", body)
+        lines.append(body if is_setting and line.startswith("# ") else line)
+    toml.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "products.csv").write_text("product\nWidget\n", encoding="utf-8")
+    (tmp_path / "reference" / "stores.csv").write_text("store_id\n7\n", encoding="utf-8")
+    settings = load_settings(tmp_path)
+    assert settings.rules["store_id_valid"].severity == "warn"
+    assert settings.columns["quantity"] == ["qty"]
+    assert settings.freshness.error_after is not None
+    assert settings.reference.products is not None and settings.reference.stores is not None

@@ -172,6 +172,29 @@ def test_renamed_columns_catalogue_and_stores(
     assert again["audit"].ok
 
 
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_a_reference_change_moves_rows_on_a_full_refresh(
+    tmp_path: Path, engine_name: str, engine_for: Any
+) -> None:
+    """Laptop is not in the shop's catalogue and product_in_catalogue is `drop`: quarantined.
+    Once the catalogue lists it, a full refresh moves the row to silver; the audit balances."""
+    engine = engine_for(engine_name)
+    toml = (
+        COLUMNS
+        + REFERENCE
+        + '[rules.store_id_valid]\nseverity = "warn"\n'
+        + '[rules.product_in_catalogue]\nseverity = "drop"\nfail_share = 0.5\n'
+    )
+    ws = shop(tmp_path / "ws", toml)
+    first = silver(ws, engine)
+    assert first["quarantine"] == {"A3": "product_in_catalogue"} and "A3" not in first["silver"]
+    (ws / "reference" / "products.csv").write_text("product\nWidget\nGadget\nLaptop\n")
+    again = silver(ws, engine, full=True)
+    assert again["quarantine"] == {} and again["silver"]["A3"]["product"] == "Laptop"
+    assert again["products"] == ["Gadget", "Laptop", "Widget"]
+    assert first["audit"].ok and again["audit"].ok
+
+
 def test_without_aliases_the_feed_is_quarantined(tmp_path: Path) -> None:
     """The failure the aliases fix: Qty and Date go to _rescued_data, every row is dropped."""
     ws = shop(tmp_path / "ws", REFERENCE)
@@ -273,11 +296,17 @@ def test_rules_command_shows_values_and_sources(
     assert "store_id_valid" in table.output and "medallion.toml:2" in table.output
 
 
-def test_freshness_fails_a_stale_run(tmp_path: Path, seed_dir: Path) -> None:
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_freshness_fails_a_stale_run(
+    tmp_path: Path, seed_dir: Path, engine_name: str, engine_for: Any
+) -> None:
+    engine_for(engine_name)  # the module's Spark session: the run's engine attaches to it
     ws = tmp_path / "ws"
     (ws / "data" / "landing").mkdir(parents=True)
     shutil.copyfile(seed_dir / "raw_sales.csv", ws / "data" / "landing" / "raw_sales.csv")
-    (ws / "medallion.toml").write_text('[freshness]\nwarn_after = "2d"\nerror_after = "7d"\n')
+    (ws / "medallion.toml").write_text(
+        f'engine = "{engine_name}"\n[freshness]\nwarn_after = "2d"\nerror_after = "7d"\n'
+    )
     report = run_pipeline(load_settings(ws), steps=["bronze", "silver"])
     assert report.exit_code == 3
     assert "stale" in (report.error or "")
@@ -299,3 +328,22 @@ def test_no_freshness_setting_checks_nothing(tmp_path: Path, seed_dir: Path) -> 
     shutil.copyfile(seed_dir / "raw_sales.csv", ws / "data" / "landing" / "raw_sales.csv")
     report = run_pipeline(load_settings(ws), steps=["bronze", "silver"])
     assert report.exit_code == 0 and report.freshness == []
+
+
+def test_report_joins_the_reference_tables_with_gold(tmp_path: Path) -> None:
+    """silver/products and silver/stores are joined with gold: the report names what the
+    reference lists and no completed sale has (here a product the feed never sells)."""
+    from medallion_lakehouse.report.data import reference_coverage
+
+    toml = COLUMNS + REFERENCE + '\n[rules.store_id_valid]\nseverity = "warn"\n'
+    ws = shop(tmp_path / "ws", toml, products=["Widget", "Gadget", "Sprocket"])
+    result = CliRunner().invoke(app, ["run", "-w", str(ws), "--steps", "bronze,silver,gold,report"])
+    assert result.exit_code == 0, result.stdout
+    with Lake(load_settings(ws)) as lake:
+        found = {c.what: c for c in reference_coverage(lake)}
+    assert (found["products"].known, found["products"].sold) == (3, 2)
+    assert found["products"].unsold == ["Sprocket"]
+    assert found["products"].source.endswith("products.csv")
+    assert (found["stores"].known, found["stores"].sold, found["stores"].unsold) == (3, 3, [])
+    html = (ws / "data" / "reports" / "report.html").read_text()
+    assert "Sprocket" in html[html.index('id="section-products-stores"') :]

@@ -37,6 +37,14 @@ INGESTED_FILES = TableContract(
         Column("parser", pa.string(), "Which parser read it (fast, line-by-line, jsonl, parquet)."),
         Column("ingested_at", TIMESTAMP, "Same as the batch's _ingested_at."),
         Column("run_id", pa.string(), "The run that ingested it."),
+        Column(
+            "columns",
+            pa.string(),
+            "JSON list of the file's columns as received (CSV header, Parquet schema, JSONL "
+            "member names in first-seen order), compared across a source's batches for "
+            "`_meta/schema_changes`; null for an empty file, a row rebuilt from bronze's lineage "
+            "and files ingested before the column existed (last, so older ledgers gain it).",
+        ),
     ),
 )
 
@@ -106,4 +114,35 @@ INTENTS = TableContract(
     ),
 )
 
-register(INGESTED_FILES, RUNS, QUALITY, INTENTS)
+SCHEMA_CHANGES = TableContract(
+    name="_meta/schema_changes",
+    grain="one row per batch whose columns differ from the previous batch of the same source",
+    key=("batch_id",),
+    description=(
+        "Derived from `_meta/ingested_files` after each ingest (and so rebuilt if lost): a "
+        "source is a folder of the landing area, its batches are compared in `_batch_seq` "
+        "order by column name (case-insensitive, order ignored: bronze maps columns by name). "
+        "A removed column and an added alias of it (medallion.toml [columns]) are a rename."
+    ),
+    write_mode="append",
+    columns=(
+        Column("source", pa.string(), "The landing folder the files came from (`.` for the top)."),
+        Column("batch_id", pa.string(), "The batch whose columns changed."),
+        Column("seq", pa.int64(), "Its _batch_seq."),
+        Column("source_file", pa.string(), "Its file, relative to the landing folder."),
+        Column("previous_batch_id", pa.string(), "The source's batch it is compared with."),
+        Column("previous_file", pa.string(), "That batch's file."),
+        Column("added", pa.string(), "JSON list of columns new in this batch (as received)."),
+        Column("removed", pa.string(), "JSON list of columns the previous batch had."),
+        Column(
+            "renamed",
+            pa.string(),
+            'JSON list of {"from", "to", "column"}: a column replaced by an alias of the same '
+            "canonical column.",
+        ),
+        Column("detected_at", TIMESTAMP, "When the change was recorded (UTC)."),
+        Column("run_id", pa.string(), "The run that recorded it."),
+    ),
+)
+
+register(INGESTED_FILES, RUNS, QUALITY, INTENTS, SCHEMA_CHANGES)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion_lakehouse import intents
-from medallion_lakehouse.bronze import readers
+from medallion_lakehouse.bronze import readers, schema_changes
 from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.faults import checkpoint
@@ -69,6 +69,8 @@ class IngestResult:
     files: list[FileOutcome] = field(default_factory=list)
     # What recovery did before new files were read: one sentence per repaired batch.
     repairs: list[str] = field(default_factory=list)
+    # Schema changes this ingest recorded: "<file>: renamed quantity -> qty", one per batch.
+    schema_changes: list[str] = field(default_factory=list)
 
     def _count(self, status: Status) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -429,6 +431,7 @@ def _rebuilt_marker(
         "rows": int(rows["_batch_id_count"]) if rows else 0,  # type: ignore[call-overload]
         "rejects": int(rejects["_batch_id_count"]) if rejects else 0,  # type: ignore[call-overload]
         "rescued_columns": None,
+        "columns": None,  # bronze keeps the known columns only: the header is not recoverable
         "parser": "rebuilt from bronze lineage",
         "ingested_at": any_side["_ingested_at"],
         "run_id": run_id,
@@ -609,6 +612,7 @@ def ingest(
     # run, not per file) only keeps a later loss of the ledger from looking like a crash.
     done = [_close(i, "done", run_id) for i in run.finished]
     intents.record(lake, done, commit=run.commit)
+    result.schema_changes = [c.describe_event() for c in schema_changes.record(lake, run.commit)]
     return result
 
 
@@ -728,7 +732,7 @@ def _ingest_one(
     outcome.rejects = len(report.rejects)
     outcome.parser = report.path
     outcome.rescued_columns = report.rescued_columns
-    marker = _marker(outcome, lineage, commit.run_id, mtime_ns=before[1])
+    marker = _marker(outcome, lineage, commit.run_id, mtime_ns=before[1], columns=report.columns)
     lake.write_arrow(INGESTED_FILES.name, marker, commit=commit)
     run.known.add(info.sha256)
     if resume is None:
@@ -807,7 +811,7 @@ def _write_rows(
         header = readers.read_csv_header(path, options=options)
         if header is None:
             return 0
-        report.rescued_columns = [name for name, _ in header.cmap.extras]
+        report.use_header(header.cmap)
         # digest counted the lines of an uncompressed file (and found no NUL byte in it).
         data_lines = info.data_lines if readers.compression_of(path) is None else None
         try:
@@ -828,7 +832,9 @@ def _write_rows(
         raise
 
 
-def _marker(outcome: FileOutcome, lineage: Lineage, run_id: str, *, mtime_ns: int) -> pa.Table:
+def _marker(
+    outcome: FileOutcome, lineage: Lineage, run_id: str, *, mtime_ns: int, columns: list[str]
+) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
@@ -842,6 +848,8 @@ def _marker(outcome: FileOutcome, lineage: Lineage, run_id: str, *, mtime_ns: in
                 "rows": outcome.rows,
                 "rejects": outcome.rejects,
                 "rescued_columns": json.dumps(outcome.rescued_columns),
+                # An empty file has no header: its columns are unknown, not "none".
+                "columns": json.dumps(columns) if columns else None,
                 "parser": outcome.parser,
                 "ingested_at": lineage.ingested_at,
                 "run_id": run_id,

@@ -87,11 +87,18 @@ class ParseReport:
     rows: int = 0
     rejects: list[Reject] = field(default_factory=list)
     rescued_columns: list[str] = field(default_factory=list)
+    # The file's columns as received (CSV header, Parquet schema, JSONL members in first-seen
+    # order), for schema-change events (`bronze/schema_changes.py`).
+    columns: list[str] = field(default_factory=list)
     path: str = "fast"  # which parser produced the rows: fast | line-by-line | jsonl | parquet
     fast_path_failed: bool = False
     physical_lines: int = 0  # data lines read (header not counted; Parquet: rows)
     row_lines: int = 0  # of which in rows (a multi-line CSV record counts all of its lines)
     unreadable: FileUnreadableError | None = None  # why the file failed as a whole, if it did
+
+    def use_header(self, cmap: ColumnMap) -> None:
+        self.rescued_columns = [name for name, _ in cmap.extras]
+        self.columns = list(cmap.names)
 
     def reset(self) -> None:
         """Forget a parse that was abandoned (the fast path gave up), to read the file again."""
@@ -371,6 +378,7 @@ class ColumnMap:
     positions: dict[str, int]
     extras: list[tuple[str, int]]
     width: int
+    names: tuple[str, ...] = ()  # the header as received (each name stripped of spaces)
 
     @classmethod
     def from_header(cls, header: Sequence[str]) -> ColumnMap:
@@ -385,7 +393,7 @@ class ColumnMap:
             else:
                 key = _rescued_key(raw, name, i + 1, taken, duplicate=name in positions)
                 extras.append((key, i))
-        return cls(positions, extras, len(header))
+        return cls(positions, extras, len(header), tuple(raw.strip() for raw in header))
 
 
 def _batch_from_columns(
@@ -851,6 +859,7 @@ def _read_jsonl(
     rescued: list[str | None] = []
     numbers: list[int] = []
     extra_names: set[str] = set()
+    members: dict[str, None] = {}  # every member name seen, in first-seen order
 
     def flush() -> pa.RecordBatch:
         arrays = [pa.array(rows[c], pa.string()) for c in SOURCE_COLUMNS]
@@ -901,6 +910,7 @@ def _read_jsonl(
             for c in SOURCE_COLUMNS:
                 rows[c].append(values.get(c))
             extra_names.update(extras)
+            members.update((key.strip(), None) for key, _ in obj.pairs)
             rescued.append(json.dumps(extras) if extras else None)
             numbers.append(number)
             report.rows += 1
@@ -909,6 +919,7 @@ def _read_jsonl(
                 yield flush()
         report.physical_lines = lines.data_lines
     report.rescued_columns = sorted(extra_names)
+    report.columns = list(members)
     report.check_accounting()
     if numbers:
         yield flush()
@@ -927,7 +938,7 @@ def _read_parquet(path: Path, report: ParseReport) -> Iterator[pa.RecordBatch]:
     try:
         pfile = pq.ParquetFile(path)
         cmap = ColumnMap.from_header(pfile.schema_arrow.names)
-        report.rescued_columns = [name for name, _ in cmap.extras]
+        report.use_header(cmap)
         line = 1
         for batch in pfile.iter_batches(batch_size=SLOW_BATCH_ROWS):
             cols = [_as_string(col) for col in batch.columns]
@@ -973,7 +984,7 @@ def read_table(path: Path, *, options: ReaderOptions | None = None) -> tuple[pa.
     header = read_csv_header(path, options=options)
     if header is None:
         return PARSED_SCHEMA.empty_table(), report
-    report.rescued_columns = [name for name, _ in header.cmap.extras]
+    report.use_header(header.cmap)
     try:
         return _table(stream_csv_fast(path, header, report, options=options)), report
     except FastPathFailed:

@@ -94,6 +94,26 @@ _TOML_TEMPLATE = """\
 # engine = "duckdb"            # or "spark"
 # landing_dir = "data/landing"
 # lake_dir = "data/lake"       # or an object-store URI such as "s3://bucket/lake"
+
+# Onboarding a feed (docs/operations.md): uncomment what your data needs.
+# `medallion rules` shows each rule with its severity, threshold and where they came from.
+# quarantine_fail_share = 0.2  # hold a bronze batch when more of it fails drop rules
+
+# [rules.store_id_valid]       # any rule by name (`medallion rules`); unknown names are an error
+# severity = "warn"            # warn | drop | fail
+# fail_share = 0.2             # hold a batch when more than this share breaks the rule
+
+# [columns]                    # canonical column = the names your feeds use (case-insensitive)
+# sale_date = ["date", "order_date"]
+# quantity = ["qty"]
+
+# [reference]                  # paths under the workspace; without them the built-in defaults
+# products = "reference/products.csv"   # a CSV with a `product` column: the catalogue
+# stores = "reference/stores.csv"       # a CSV with a `store_id` column: the known stores
+
+# [freshness]                  # checked by every run and by `medallion status`
+# warn_after = "2d"            # newest sale or ingested file older than this: a warning
+# error_after = "7d"           # ... the run fails with exit code 3
 """
 
 

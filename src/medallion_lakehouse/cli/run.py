@@ -63,8 +63,9 @@ InitOpt = Annotated[
 
 RUN_EXIT_CODES = (
     "Exit codes: 0 ok (skipped steps say why); 1 a step failed or a landing file could not be "
-    "read; 2 usage, configuration or a missing landing folder; 3 a quality gate held a batch; "
-    "75 another writer holds the lake; 130 interrupted (Ctrl-C), recorded in _meta/runs."
+    "read; 2 usage, configuration or a missing landing folder; 3 a quality gate held a batch "
+    "or the newest data is older than [freshness] error_after; 75 another writer holds the "
+    "lake; 130 interrupted (Ctrl-C), recorded in _meta/runs."
 )
 
 

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from medallion_lakehouse import freshness
 from medallion_lakehouse.attention import needs_attention
+from medallion_lakehouse.bronze import schema_changes
 from medallion_lakehouse.cli.app import (
     OUTPUT,
     EngineOpt,
@@ -97,6 +98,7 @@ def arrow_table_view(data: pa.Table, title: str, key: tuple[str, ...] = ()) -> T
 
 _STATUS_COLUMNS = ("table", "version", "rows", "files", "last commit (UTC)", "operation", "run")
 _WIDE = 110
+_SCHEMA_CHANGES_SHOWN = 5  # newest first; `--json` lists them all
 
 
 @app.command("status", epilog=READ_EXIT_CODES)
@@ -109,6 +111,7 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
             last_run = _last_run(lake)
             attention = needs_attention(lake)
             fresh = freshness.check(lake)
+            changes = schema_changes.recorded(lake)
         if json_out:
             emit_json(
                 {
@@ -119,6 +122,7 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
                     "freshness": [
                         {"rule": f.rule, "level": f.level, "message": f.message} for f in fresh
                     ],
+                    "schema_changes": changes,
                 }
             )
             return
@@ -167,6 +171,17 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
         for measure in fresh:
             colour = {"ok": "green", "warn": "yellow", "error": "red"}[measure.level]
             say(markup(f"[{colour}]freshness {{}}[/]: {{}}", measure.level, measure.message))
+        for c in changes[:_SCHEMA_CHANGES_SHOWN]:
+            say(
+                markup(
+                    "[yellow]schema change[/] {}: {} (against {})",
+                    c["source_file"],
+                    schema_changes.describe_row(c),
+                    c["previous_file"],
+                )
+            )
+        if len(changes) > _SCHEMA_CHANGES_SHOWN:
+            say(f"... and {len(changes) - _SCHEMA_CHANGES_SHOWN} earlier schema change(s) (--json)")
         for f in attention["failed_files"]:
             say(markup("[red]failed file[/] {}: {}", f["source_file"], f["reason"]))
         for b in attention["held_batches"]:

@@ -13,7 +13,7 @@ from medallion_lakehouse.bronze.contract import BRONZE_REJECTS, BRONZE_SALES
 from medallion_lakehouse.config import require_landing
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.meta import INGESTED_FILES
+from medallion_lakehouse.meta import INGESTED_FILES, SCHEMA_CHANGES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 
 StepFn = Callable[[Lake, StepContext], StepResult]
@@ -26,7 +26,7 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
     from medallion_lakehouse.bronze.ingest import discover, ingest
     from medallion_lakehouse.bronze.readers import ReaderOptions
 
-    tables = (BRONZE_SALES.name, BRONZE_REJECTS.name, INGESTED_FILES.name)
+    tables = (BRONZE_SALES.name, BRONZE_REJECTS.name, INGESTED_FILES.name, SCHEMA_CHANGES.name)
     before = {t: lake.version(t) for t in tables}
     landing = require_landing(lake.settings)  # a missing folder is an error, not "no new files"
     options = ReaderOptions.from_settings(lake.settings)
@@ -58,6 +58,7 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
             "files_waiting": outcome.waiting,
             "bytes": outcome.bytes,
             "repairs": outcome.repairs,
+            "schema_changes": outcome.schema_changes,
             "batch_ids": outcome.batch_ids,
             "files": [vars(f) | {"seconds": round(f.seconds, 3)} for f in outcome.files],
         },
@@ -83,10 +84,9 @@ def bronze_step(lake: Lake, ctx: StepContext) -> StepResult:
         if outcome.waiting:
             notes.append(f"{outcome.waiting} file(s) still being written, left for a later run")
         result.message = "; ".join(notes) or None
-    if outcome.repairs:
-        result.message = "; ".join(
-            [*outcome.repairs, *([result.message] if result.message else [])]
-        )
+    said = [*outcome.repairs, *(f"schema change {c}" for c in outcome.schema_changes)]
+    if said:
+        result.message = "; ".join([*said, *([result.message] if result.message else [])])
     return result
 
 

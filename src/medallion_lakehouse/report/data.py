@@ -26,6 +26,7 @@ from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES, QUALITY, RUNS
 from medallion_lakehouse.ml import card as cards
 from medallion_lakehouse.ml.contract import MODEL_METRICS
+from medallion_lakehouse.silver import reference
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.status import TableStatus, table_status
 
@@ -244,6 +245,42 @@ def revenue_by_store(lake: Lake, *, n: int = 10) -> pd.DataFrame | None:
     # With fewer than 2n stores the two lists overlap; show each store once, in the top list.
     bottom = bottom[~bottom["store_id"].isin(top["store_id"])]
     return pd.concat([top, bottom], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a reference table (silver/products, silver/stores) has sales in gold."""
+
+    what: str  # products | stores
+    source: str  # the reference file, or `default`
+    known: int
+    sold: int
+    unsold: list[str]  # a sample, sorted
+
+
+def reference_coverage(lake: Lake, *, sample: int = 10) -> list[Coverage]:
+    """Catalogue products and known stores with no completed sale in gold/product_store_daily:
+    a reference file that lists what the feed never sells (or spells differently)."""
+    gold = read(lake, PRODUCT_STORE_DAILY.name)
+    if gold is None:
+        return []
+    out = []
+    for name, key in ((reference.PRODUCTS.name, "product"), (reference.STORES.name, "store_id")):
+        ref = read(lake, name)
+        if ref is None:
+            continue
+        sold = gold.filter(gold.orders > 0).select(key).distinct()
+        unsold = ref.anti_join(sold, key).select(key)
+        known = int(lake.engine.scalar(ref.count()))
+        missing = int(lake.engine.scalar(unsold.count()))
+        names = to_pandas(lake, unsold.order_by(key).limit(sample))[key].tolist()
+        src = lake.engine.to_arrow(ref.select("source").limit(1)).column(0).to_pylist()
+        out.append(
+            Coverage(
+                key.removesuffix("_id") + "s", (src or ["?"])[0], known, known - missing, names
+            )
+        )
+    return out
 
 
 # -- late arrivals ------------------------------------------------------------------------------

@@ -19,11 +19,12 @@ from typing import Any
 import pandas as pd
 
 from medallion_lakehouse.attention import needs_attention
+from medallion_lakehouse.bronze import schema_changes
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
-from medallion_lakehouse.meta import QUALITY, RUNS
+from medallion_lakehouse.meta import INGESTED_FILES, QUALITY, RUNS
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.report import data, plots
 from medallion_lakehouse.report.html import (
@@ -160,6 +161,38 @@ def attention_section(lake: Lake) -> Section:
         return section
     section.body = table(rows, ["what", "file or batch", "reason"], raw=(0,))
     return section
+
+
+def schema_section(lake: Lake) -> Section:
+    section = Section(
+        "schema",
+        "Source schema changes",
+        "Batches whose columns differ from the previous batch of the same landing folder "
+        "(<code>_meta/schema_changes</code>): bronze still ingests them, columns it does not know "
+        "go to <code>_rescued_data</code>; map a renamed column with <code>[columns]</code> in "
+        "medallion.toml.",
+    )
+    if not lake.exists(INGESTED_FILES.name):
+        section.state, section.body = "empty", placeholder([INGESTED_FILES.name])
+        return section
+    changes = schema_changes.recorded(lake)
+    if not changes:
+        section.body = "<p>None: every source's batches have the same columns.</p>"
+        return section
+    rows = [
+        (c["source"], c["source_file"], c["previous_file"], schema_changes.describe_row(c))
+        for c in changes[:_SCHEMA_ROWS]
+    ]
+    more = len(changes) - len(rows)
+    section.body = table(rows, ["source", "file", "compared with", "change"]) + (
+        f"<p>… and {more} earlier change(s): <code>medallion status --json</code>.</p>"
+        if more
+        else ""
+    )
+    return section
+
+
+_SCHEMA_ROWS = 20  # newest first
 
 
 def funnel_section(lake: Lake) -> Section:
@@ -314,11 +347,34 @@ def products_stores_section(lake: Lake) -> Section:
     if products is None or stores is None or products.empty:
         section.state, section.body = "empty", placeholder([PRODUCT_STORE_DAILY.name])
         return section
-    section.body = figure("revenue-by-product", plots.product_plot(products)) + figure(
-        "revenue-by-store", plots.store_plot(stores)
+    section.body = (
+        figure("revenue-by-product", plots.product_plot(products))
+        + figure("revenue-by-store", plots.store_plot(stores))
+        + _coverage(data.reference_coverage(lake))
     )
     section.plots = ["revenue-by-product", "revenue-by-store"]
     return section
+
+
+def _coverage(found: list[data.Coverage]) -> str:
+    """The reference tables joined with gold: catalogue products and known stores never sold."""
+    rows = [
+        (
+            c.what,
+            c.source,
+            _fmt_int(c.known),
+            _fmt_int(c.sold),
+            ", ".join(c.unsold) + (" …" if c.known - c.sold > len(c.unsold) else ""),
+        )
+        for c in found
+    ]
+    if not rows:
+        return ""
+    return (
+        "<p>Reference data (<code>silver/products</code>, <code>silver/stores</code>) against "
+        "completed sales:</p>"
+        + table(rows, ["reference", "from", "known", "with sales", "without sales"], numeric=(2, 3))
+    )
 
 
 def late_section(lake: Lake) -> Section:
@@ -450,6 +506,7 @@ def exploration_section(lake: Lake) -> Section:
 SECTIONS: tuple[tuple[str, str, Callable[[Lake], Section]], ...] = (
     ("overview", "Pipeline overview", overview_section),
     ("attention", "Needs attention", attention_section),
+    ("schema", "Source schema changes", schema_section),
     ("funnel", "Bronze → silver → quarantine funnel", funnel_section),
     ("quarantine", "Quarantine reasons", quarantine_section),
     ("quality", "Data-quality rules over recent runs", quality_section),
