@@ -416,6 +416,57 @@ def test_audit_catches_a_record_in_two_places(lake: Lake) -> None:
     assert any("more than one place" in v for v in violations)
 
 
+def test_audit_counts_each_place_and_names_rows_silver_did_not_build(lake: Lake) -> None:
+    import pyarrow as pa
+
+    # One bad line in ten stays under the quality gate's share.
+    fill = [sale(f"F{i}") for i in range(7)]
+    f1 = land(
+        lake, "f1.csv", [sale("S1", status="Pending"), sale("S2"), *fill, sale("B", store_id="")]
+    )
+    ingest_and_run(lake, f1)
+    ingest_and_run(lake, land(lake, "f2.csv", [sale("S1"), sale("S3")]))
+    report = assert_audit_ok(lake)
+    # f1's S1 is superseded by f2's; B breaks store_id_valid; the other ten are current.
+    counts = (report.bronze_rows, report.current, report.superseded, report.quarantined)
+    assert counts == (12, 10, 1, 1)
+    assert report.silver_rows == 10
+
+    # S2's row rewritten under another sale_id: its record is placed nowhere, and the row
+    # matches no record; a quarantine row without a bronze record and without a reason.
+    silver = lake.read_arrow("silver/sales")
+    s2 = silver.filter(pc.equal(silver.column("sale_id"), "S2")).to_pylist()[0]
+    commit = CommitInfo("t", "test")
+    lake.delete_where("silver/sales", "sale_id = 'S2'", commit=commit)
+    forged = pa.Table.from_pylist([{**s2, "sale_id": "X2"}], schema=silver.schema)
+    lake.write_arrow("silver/sales", forged, commit=commit)
+    contract = lake.contract("silver/sales_quarantine")
+    row = {c: None for c in contract.column_names}
+    row.update(
+        {k: s2[k] for k in LINEAGE},
+        _source_line=99,
+        _source_file_sha256="x",
+        rule="r",
+        reason=" ",
+        run_id="t",
+    )
+    lake.write_arrow(
+        "silver/sales_quarantine",
+        pa.Table.from_pylist([row], schema=contract.schema),
+        commit=commit,
+    )
+    report = audit(lake)
+    assert (report.current, report.superseded, report.quarantined) == (9, 1, 1)
+    assert len(report.violations) == 4, report.violations
+    nowhere, orphan, unexplained, stray = report.violations
+    assert nowhere.startswith("1 processed bronze record(s) are neither in silver")
+    assert "_source_line=2, sale_id=S2, in_silver=0" in nowhere
+    assert orphan.startswith("1 silver row(s) do not match a processed bronze record")
+    assert "sale_id=X2" in orphan
+    assert unexplained == "1 quarantine row(s) have no rule or no reason"
+    assert stray == "1 quarantine row(s) do not come from a bronze record"
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 def test_cli_silver_and_quality_json(lake: Lake) -> None:
     ws = str(lake.settings.workspace)

@@ -9,8 +9,10 @@ Reading the log for planning (versions, live files) is storage.delta's, below bo
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import ibis
@@ -70,6 +72,11 @@ class Engine(ABC):
 
     def scalar(self, expr: ir.Scalar) -> Any:
         return self.backend.execute(expr)
+
+    def unordered(self) -> AbstractContextManager[None]:
+        """Within it, results need keep no row order (counts, or ordered by the query itself):
+        an engine that preserves insertion order by default may then stream and spill more."""
+        return contextlib.nullcontext()
 
     def drop_cached(self, name: str) -> None:
         """Drop a table `expr.cache()` made, when ibis' own release failed."""

@@ -20,15 +20,23 @@ class StepCache:
         self.tables.append(cached)
         return cached
 
+    def drop(self, table: ir.Table) -> None:
+        """Release one cached table before the step ends (its memory is needed next)."""
+        self.tables.remove(table)
+        self._release(table)
+
     def release(self) -> None:
         for table in self.tables:
-            try:
-                table.release()
-            except Exception:
-                # ibis' release can fail on a backend (see Engine.drop_cached); it has already
-                # detached its finalizer then, so the engine drops the table itself.
-                self.engine.drop_cached(table.op().name)
+            self._release(table)
         self.tables.clear()
+
+    def _release(self, table: ir.Table) -> None:
+        try:
+            table.release()
+        except Exception:
+            # ibis' release can fail on a backend (see Engine.drop_cached); it has already
+            # detached its finalizer then, so the engine drops the table itself.
+            self.engine.drop_cached(table.op().name)
 
     def __enter__(self) -> StepCache:
         return self

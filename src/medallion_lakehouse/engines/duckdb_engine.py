@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -131,11 +131,17 @@ class DuckDBEngine(Engine):
 
     def write_delta(self, expr: ir.Table, uri: str, spec: WriteSpec) -> WriteResult:
         # Row order inside a table's files means nothing (versions are ordered by lineage
-        # columns), and an order-preserving plan buffers the result to keep it. The reader is
-        # lazy, so the setting must hold while delta-rs consumes it.
+        # columns). The reader is lazy, so the setting must hold while delta-rs consumes it.
+        with self.unordered():
+            return self.write_arrow(self.reader(expr.select(*spec.schema.names)), uri, spec)
+
+    @contextlib.contextmanager
+    def unordered(self) -> Iterator[None]:
+        # An order-preserving plan buffers its result to keep the order, and DuckDB's advice
+        # for a query that would exceed memory_limit starts with dropping it.
         self.raw.execute("SET preserve_insertion_order = false")
         try:
-            return self.write_arrow(self.reader(expr.select(*spec.schema.names)), uri, spec)
+            yield
         finally:
             self.raw.execute("SET preserve_insertion_order = true")
 

@@ -47,16 +47,25 @@ class AuditReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table, rules: RuleSet) -> ir.Table:
-    """One row per bronze record with flags in_silver / superseded / in_quarantine (0/1 counts)."""
-    keys = ("_batch_id", "_source_line")
+KEYS = ("_batch_id", "_source_line")
+
+
+def records(bronze: ir.Table, rules: RuleSet) -> ir.Table:
+    """One row per bronze record: its keys, version order and the sale_id silver's transform
+    gives it (NULL for a record a drop rule sends to the quarantine).
+
+    Only these five columns leave the parse: the audit joins 10M-row tables on them, and every
+    other parsed column would ride along through each join (or sit in a cache).
+    """
     parsed = transform.parse(bronze, rules)
-    ids = transform.typed(parsed).select(*keys, "sale_id")
-    records = (
-        parsed.select(*keys, "_batch_seq", "_ingested_at")
-        .left_join(ids, list(keys))
-        .select(*keys, "_batch_seq", "_ingested_at", "sale_id")
-    )
+    ids = transform.typed(parsed).select(*KEYS, "sale_id")
+    rows = parsed.select(*KEYS, "_batch_seq", "_ingested_at")
+    return rows.left_join(ids, list(KEYS)).select(*rows.columns, "sale_id")
+
+
+def classify(records: ir.Table, silver: ir.Table, quarantine: ir.Table) -> ir.Table:
+    """One row per record (see `records`) with flags in_silver / superseded / in_quarantine
+    (0/1 counts)."""
     cur = silver.select(
         c_sale_id="sale_id",
         c_batch="_batch_id",
@@ -64,7 +73,7 @@ def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table, rules: Ru
         c_line="_source_line",
         c_at="_ingested_at",
     )
-    quar = quarantine.group_by(*keys).aggregate(q_count=quarantine.count())
+    quar = quarantine.group_by(*KEYS).aggregate(q_count=quarantine.count())
     quar = quar.select(q_batch="_batch_id", q_line="_source_line", q_count="q_count")
     first = records.left_join(cur, records.sale_id == cur.c_sale_id).select(
         *records.columns, *cur.columns
@@ -84,7 +93,7 @@ def classify(bronze: ir.Table, silver: ir.Table, quarantine: ir.Table, rules: Ru
         ],
     )
     return joined.select(
-        *keys,
+        *KEYS,
         "sale_id",
         in_silver=same.fill_null(False).cast("int64"),
         superseded=(~same & later).fill_null(False).cast("int64"),
@@ -102,7 +111,9 @@ def _after(left: list[ir.Value], right: list[ir.Value]) -> ir.BooleanValue:
 
 def audit(lake: Lake) -> AuditReport:
     """Check conservation and uniqueness; the report lists every violation in words."""
-    with StepCache(lake.engine) as cache:
+    # Nothing the audit computes depends on row order: its counts are aggregates and its
+    # samples are sorted.
+    with lake.engine.unordered(), StepCache(lake.engine) as cache:
         return _audit(lake, cache)
 
 
@@ -130,7 +141,13 @@ def _audit(lake: Lake, cache: StepCache) -> AuditReport:
         )
     done = bronze.filter(bronze._batch_id.isin(processed or [""]))
 
-    flags = cache(classify(done, silver, quarantine, reference.for_lake(lake)))
+    # Two materialisations, each holding one big hash table: the records (bronze joined with
+    # its own sale_ids on the keys; the parse, regexes and a sha256 per record, is paid here
+    # once), then their flags (the records joined with silver and the quarantine), which every
+    # count and check below reads. Doing both joins in one query ran out of memory at 10M rows.
+    rows = cache(records(done, reference.for_lake(lake)))
+    flags = cache(classify(rows, silver, quarantine))
+    cache.drop(rows)
     places = flags.in_silver + flags.superseded + flags.in_quarantine
     summary = engine.to_arrow(
         flags.aggregate(
@@ -166,7 +183,7 @@ def _audit(lake: Lake, cache: StepCache) -> AuditReport:
         )
 
     # Every silver row must be the current version of a bronze record it was built from.
-    keys = ["_batch_id", "_source_line"]
+    keys = list(KEYS)
     built = flags.filter(flags.in_silver == 1).select(*keys)
     pending = bronze.filter(bronze._batch_id.isin(report.pending_batches or [""])).select(*keys)
     orphans = silver.anti_join(built, keys).anti_join(pending, keys)
