@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
@@ -565,3 +566,31 @@ def test_batch_of_new_sale_ids_is_appended_and_a_retry_after_a_crash_rebuilds(la
     assert_audit_ok(lake)
     step.run(lake, StepContext(run_id=new_run_id(), full_refresh=True))
     assert content(lake) == incremental
+
+
+def test_a_batch_with_two_lineages_stops_silver_before_its_join_repeats_rows() -> None:
+    from datetime import UTC, datetime
+
+    from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
+    from medallion_lakehouse.errors import AuditError
+    from medallion_lakehouse.silver.step import batch_codes
+
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def bronze(files: list[str]) -> pa.Table:
+        n = len(files)
+        return pa.table(
+            {
+                "_batch_id": ["b1"] * n + ["b2"],
+                "_batch_seq": [1] * n + [2],
+                "_source_file": [*files, "other.csv"],
+                "_ingested_at": [when] * (n + 1),
+            }
+        )
+
+    with DuckDBEngine() as engine:
+        codes = engine.to_arrow(batch_codes(engine, engine.from_arrow(bronze(["a.csv"] * 3))))
+        assert sorted(codes.column("_batch_id").to_pylist()) == ["b1", "b2"]
+        assert sorted(codes.column("_batch_code").to_pylist()) == [0, 1]
+        with pytest.raises(AuditError, match="bronze batch b1 has rows with different lineage"):
+            batch_codes(engine, engine.from_arrow(bronze(["a.csv", "renamed.csv"])))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,7 +37,9 @@ import pyarrow.compute as pc
 from medallion_lakehouse import intents
 from medallion_lakehouse import quality as qo
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.engines.cache import StepCache
+from medallion_lakehouse.errors import AuditError
 from medallion_lakehouse.faults import checkpoint
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
@@ -106,6 +109,26 @@ def _pending(lake: Lake, processed: set[str]) -> list[Batch]:
     ).to_pylist()
     batches = [Batch(m["batch_id"], m["seq"], m["ingested_at"], m["source_file"]) for m in markers]
     return sorted((b for b in batches if b.batch_id not in processed), key=lambda b: b.order)
+
+
+def batch_codes(engine: Engine, bronze: ir.Table) -> ir.Table:
+    """The batches' shared lineage and codes (`transform.batch_lineage`) as a table of its own:
+    a handful of rows, through the driver.
+
+    Bronze writes one lineage per file, so there is one row per batch; a batch with two would
+    repeat its rows in `transform.narrow`'s join, so silver stops before writing instead.
+    """
+    table = engine.to_arrow(transform.batch_lineage(bronze))
+    counts = Counter(table.column("_batch_id").to_pylist())
+    repeated = sorted(b for b, n in counts.items() if n > 1)
+    if repeated:
+        raise AuditError(
+            f"bronze batch {repeated[0]} has rows with different lineage (_batch_seq, "
+            "_source_file or _ingested_at): silver wrote nothing. Bronze writes one lineage per "
+            "file, so its rows were changed outside the pipeline; restore bronze/sales to a "
+            "version before that (`medallion history bronze/sales`, `medallion restore`)."
+        )
+    return engine.from_arrow(table)
 
 
 def _distinct(lake: Lake, column: ir.Column) -> list[Any]:
@@ -431,8 +454,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     # the parse expression again for each of them costs seconds).
     new_parsed = None
     if new_bronze is not None:
-        # A handful of rows (one per batch), on the driver and back: a table of its own.
-        batches = engine.from_arrow(engine.to_arrow(transform.batch_lineage(new_bronze)))
+        batches = batch_codes(engine, new_bronze)
         parsed = transform.quarantine_whole(
             transform.parse(new_bronze, rules), sorted(decided["quarantined"] & set(new_ids))
         )
