@@ -141,8 +141,8 @@ def test_a_real_sigint_ends_with_a_line_and_exit_130(workspace: Path) -> None:
     # Interrupt inside the step (a Ctrl-C during a step is what this test is about).
     assert proc.stdout.readline().strip() == "step started"
     time.sleep(0.2)
-    # In CI a single SIGINT was twice not seen (the step slept on; the cause is open, see
-    # issue 15's note), so it is sent again, as a user would press Ctrl-C again.
+    # In CI a single SIGINT was twice not seen (the step slept on; the cause is open, see the
+    # closing note of 2026-12-02), so it is sent again, as a user would press Ctrl-C again.
     for _ in range(6):
         proc.send_signal(signal.SIGINT)
         try:
