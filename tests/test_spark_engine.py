@@ -121,12 +121,6 @@ def log_actions(uri: str, version: int) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def staging_leftovers(uri: str) -> list[Path]:
-    """Files left in the table's spool folder (large Arrow data waiting for Spark)."""
-    spool = Path(uri) / se.SPOOL_DIR
-    return sorted(spool.rglob("*")) if spool.exists() else []
-
-
 @pytest.fixture(scope="module")
 def spark() -> Iterator[se.SparkEngine]:
     """A local[2] engine; its SparkSession is cached per process by `get_spark`, so the
@@ -330,7 +324,6 @@ def test_spark_write_reads_identically_everywhere(
     for reader, table in read_everywhere(uri, spark, duck).items():
         assert table.equals(canon(data)), reader
     assert DeltaTable(uri).metadata().partition_columns == partition_by
-    assert staging_leftovers(uri) == []
 
 
 @spark_test
@@ -493,21 +486,17 @@ def test_zero_rows(
     assert back.schema().names == tuple(SCHEMA.names)
     assert spark.count(back) == rows_after
     assert DeltaTable(uri).to_pyarrow_table().num_rows == rows_after
-    assert staging_leftovers(uri) == []
 
 
 @spark_test
-def test_stale_spool_and_orphan_files_are_invisible(
+def test_orphan_files_are_invisible(
     spark: se.SparkEngine, duck: DuckDBEngine, tmp_path: Path
 ) -> None:
-    """A crash leaves spooled input or written-but-uncommitted files: no reader may see them."""
+    """A crash leaves written-but-uncommitted files: no reader may see them."""
     uri = str(tmp_path / "t")
     data = sample(12)
     spark_write(spark, data, uri)
     junk = sample(5)
-    stale = Path(uri) / se.SPOOL_DIR / "crashed"
-    stale.mkdir(parents=True)
-    pq.write_table(junk, stale / "part-0.parquet")
     orphan = Path(uri) / "sale_month=2025-01" / "orphan-part-0.parquet"
     pq.write_table(junk.drop_columns(["sale_month"]), orphan)
 
@@ -515,36 +504,36 @@ def test_stale_spool_and_orphan_files_are_invisible(
         assert table.equals(canon(data)), reader
     spark_write(spark, sample(4, months=("2025-09",)), uri)  # a later write works and ignores it
     assert spark.count(spark.read_delta(uri, schema=SCHEMA)) == 16
-    assert (stale / "part-0.parquet").exists()  # only a write's own spool folder is cleaned
 
 
-@pytest.mark.parametrize("rows", [10, se.INLINE_ROWS + 1], ids=["inline", "spooled"])
+@pytest.mark.parametrize("stream", [False, True], ids=["table", "stream"])
 @spark_test
-def test_arrow_from_the_driver_commits_through_delta_spark(
-    spark: se.SparkEngine, duck: DuckDBEngine, tmp_path: Path, rows: int
+def test_arrow_from_the_driver_commits_through_delta_rs(
+    spark: se.SparkEngine, duck: DuckDBEngine, tmp_path: Path, stream: bool
 ) -> None:
-    """Small Arrow tables go to Spark in memory, streams and large tables through the spool;
-    either way one Delta Spark commit, and the spool is gone afterwards."""
+    """Arrow already on the driver is one delta-rs commit (no round trip through Spark), with
+    the run's metadata where Delta Spark's history shows it; Delta Spark then continues the
+    table."""
     uri = str(tmp_path / "t")
-    small = sample(12)
-    data = pa.concat_tables([small] * (rows // small.num_rows + 1)).slice(0, rows)
-    ids = pa.array([f"{i:07d}" for i in range(rows)])
-    data = data.set_column(0, "sale_id", ids)
+    data = sample(40)
     result = spark.write_arrow(
-        data.to_reader() if rows > se.INLINE_ROWS else data,
+        data.to_reader() if stream else data,
         uri,
         WriteSpec(schema=SCHEMA, commit=commit("bronze"), partition_by=["sale_month"]),
     )
-    assert (result.version, result.rows) == (0, rows)
-    assert staging_leftovers(uri) == []
-    assert log_actions(uri, 0)["commitInfo"][0]["engineInfo"].startswith("Apache-Spark")
-    back = canon(duck.to_arrow(duck.read_delta(uri, schema=SCHEMA)))
-    assert back.equals(canon(data))
+    assert (result.version, result.rows) == (0, data.num_rows)
+    assert not log_actions(uri, 0)["commitInfo"][0]["engineInfo"].startswith("Apache-Spark")
+    assert canon(duck.to_arrow(duck.read_delta(uri, schema=SCHEMA))).equals(canon(data))
+    assert canon(spark.to_arrow(spark.read_delta(uri, schema=SCHEMA))).equals(canon(data))
+    more = sample(4, tag="s-", months=("2025-09",))
+    spark_write(spark, more, uri, commit=commit("silver"))
+    assert [c["step"] for c in spark.history(uri)] == ["silver", "bronze"]
+    assert spark.count(spark.read_delta(uri, schema=SCHEMA)) == data.num_rows + more.num_rows
     # Appending nothing commits nothing, streamed or not.
     empty = spark.write_arrow(
         iter([]), uri, WriteSpec(schema=SCHEMA, commit=commit(), partition_by=["sale_month"])
     )
-    assert (empty.version, empty.rows) == (0, 0)
+    assert (empty.version, empty.rows) == (1, 0)
 
 
 @spark_test
@@ -602,7 +591,6 @@ def test_a_value_that_does_not_fit_fails_the_write(spark: se.SparkEngine, tmp_pa
     with pytest.raises(Exception, match="CAST_OVERFLOW"):
         spark.write_delta(t, uri, WriteSpec(schema=narrow, commit=commit()))
     assert table_version(uri) is None
-    assert staging_leftovers(uri) == []
 
 
 @spark_test
