@@ -139,10 +139,14 @@ def test_a_lake_continued_by_the_other_engine_matches_one_engine(
         duck.close()
 
     # Both implementations really wrote to the same tables, with one protocol both accept.
+    # Arrow from the driver (bronze, _meta rows) is committed by delta-rs on both engines, so
+    # only tables Spark computes carry both writers.
     for name in after_first:
         table = open_table(settings.table_uri(name))
         assert table is not None
         writers = {writer(c) for c in table.history()}
-        assert writers == {"delta-rs", "delta-spark"}, (name, writers)
+        assert writers <= {"delta-rs", "delta-spark"}, (name, writers)
+        if name == "silver/sales":
+            assert writers == {"delta-rs", "delta-spark"}, (name, writers)
         protocol = table.protocol()
         assert (protocol.min_reader_version, protocol.min_writer_version) == (1, 2), name

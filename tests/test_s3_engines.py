@@ -94,9 +94,10 @@ def test_both_engines_run_the_pipeline_on_s3_with_equal_results(
         assert tables["spark"][table].num_rows > 0 or table == "silver/sales_quarantine"
         assert tables["spark"][table].equals(tables["duckdb"][table]), table
 
-    # The Spark lake's silver and gold were committed by Delta Spark through s3a://.
+    # The Spark lake's silver was committed by Delta Spark through s3a:// (gold's small results
+    # come to the driver as Arrow, which delta-rs commits).
     settings = load_settings(on_spark)
-    for table in ("silver/sales", "gold/daily_sales"):
+    for table in ("silver/sales",):
         delta_table = open_table(
             settings.table_uri(table), storage_options=settings.storage_options
         )
