@@ -69,3 +69,20 @@ def test_unique_columns_are_written_without_a_dictionary(tmp_path: Path) -> None
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(2)}
     assert not any("DICTIONARY" in e for e in encodings["id"])
     assert any("DICTIONARY" in e for e in encodings["kind"])
+
+
+def test_row_groups_are_bounded_so_open_partition_files_stay_small(tmp_path: Path) -> None:
+    """delta-rs builds each open partition file's row group in memory: writes cap it at
+    ROW_GROUP_ROWS rows (a 30M-row silver write held 2.4 GiB at delta-rs' default)."""
+    import pyarrow.parquet as pq
+
+    from medallion_lakehouse.storage.delta import ROW_GROUP_ROWS
+
+    uri = str(tmp_path / "t")
+    rows = 2 * ROW_GROUP_ROWS + 10
+    data = pa.table({"id": pa.array(range(rows), pa.int64())})
+    write_arrow(uri, data, WriteSpec(data.schema, COMMIT))
+    [path] = list((tmp_path / "t").glob("*.parquet"))
+    meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sum(sizes) == rows and max(sizes) <= ROW_GROUP_ROWS and len(sizes) == 3

@@ -637,3 +637,25 @@ def test_bronze_ingest_on_spark_matches_duckdb(
         ).sort_by(keys)
 
     assert sort(on_spark).equals(sort(on_duckdb))
+
+
+@spark_test
+def test_unique_key_counts_duplicate_rows_exactly_on_both_engines(
+    spark: se.SparkEngine, duck: DuckDBEngine
+) -> None:
+    """The single-column unique check groups hashes first (Spark's are 32 bits, so among 200k
+    distinct ids some collide): the count must still be exactly the rows whose id repeats."""
+    from medallion_lakehouse.checks import CheckInputs, unique_key
+    from medallion_lakehouse.silver.contract import SILVER_SALES
+
+    distinct = [f"id-{i}" for i in range(200_000)]
+    ids = distinct + ["id-7", "id-7", "id-99"]  # id-7 three times, id-99 twice: 5 rows
+    data = pa.table({"sale_id": ids})
+    check = unique_key()
+    for engine in (duck, spark):
+        failing = check.failing(engine.from_arrow(data), CheckInputs(SILVER_SALES))
+        assert int(engine.scalar(failing)) == 5, engine.name
+        clean = check.failing(
+            engine.from_arrow(pa.table({"sale_id": distinct})), CheckInputs(SILVER_SALES)
+        )
+        assert int(engine.scalar(clean) or 0) == 0, engine.name

@@ -51,6 +51,21 @@ class SchemaChange:
     removed: tuple[str, ...] = ()
     renamed: tuple[tuple[str, str, str], ...] = field(default=())  # (from, to, canonical)
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SchemaChange:
+        """A recorded event back from its row (as `recorded` returns it, lists decoded)."""
+        return cls(
+            row["source"],
+            row["batch_id"],
+            row["seq"],
+            row["source_file"],
+            row["previous_batch_id"],
+            row["previous_file"],
+            tuple(row["added"]),
+            tuple(row["removed"]),
+            tuple((r["from"], r["to"], r["column"]) for r in row["renamed"]),
+        )
+
     def describe(self) -> str:
         parts = [
             f"{a} -> {b}"
@@ -197,19 +212,3 @@ def recorded(lake: Lake) -> list[dict[str, Any]]:
         if r["detected_at"] is not None:
             r["detected_at"] = r["detected_at"].isoformat()
     return rows
-
-
-def describe_row(row: Mapping[str, Any]) -> str:
-    """A recorded event in words (the row as `recorded` returns it)."""
-    change = SchemaChange(
-        row["source"],
-        row["batch_id"],
-        row["seq"],
-        row["source_file"],
-        row["previous_batch_id"],
-        row["previous_file"],
-        tuple(row["added"]),
-        tuple(row["removed"]),
-        tuple((r["from"], r["to"], r["column"]) for r in row["renamed"]),
-    )
-    return change.describe()

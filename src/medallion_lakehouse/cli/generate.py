@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -17,7 +17,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from medallion_lakehouse.bronze.profile import ExploreResult, explore_file
 from medallion_lakehouse.cli.app import (
     OUTPUT,
     JsonOpt,
@@ -34,11 +33,13 @@ from medallion_lakehouse.cli.app import (
 from medallion_lakehouse.cli.args import parse_day
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import ConfigError
-from medallion_lakehouse.generate import GenerateOptions, Manifest, generate
-from medallion_lakehouse.generate.manifest import MANIFEST_NAME
-from medallion_lakehouse.generate.options import FileFormat
+from medallion_lakehouse.generate.options import FileFormat, GenerateOptions
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
+
+if TYPE_CHECKING:
+    from medallion_lakehouse.bronze.profile import ExploreResult
+    from medallion_lakehouse.generate import Manifest
 
 _DEFAULTS = GenerateOptions()
 
@@ -172,6 +173,8 @@ def generate_command(
                     "in silver instead of adding to them. Pass another --seed, or use a new "
                     "workspace (`medallion init -w DIR`).",
                 )
+        from medallion_lakehouse.generate import generate  # NumPy and pandas: only when used
+
         began = time.perf_counter()
         with Progress(
             TextColumn("[bold]generate[/]"),
@@ -211,6 +214,8 @@ def reused_seed(settings: Settings, seed: int) -> str | None:
         ingested = set(
             lake.read_arrow(INGESTED_FILES.name, columns=["source_file"]).column(0).to_pylist()
         )
+    from medallion_lakehouse.generate import MANIFEST_NAME, Manifest
+
     for path in sorted(landing.rglob(MANIFEST_NAME)):
         try:
             manifest = Manifest.read(path)
@@ -289,6 +294,8 @@ def explore_command(
     be read as csv, jsonl or parquet.
     """
     with handle_errors():
+        from medallion_lakehouse.bronze.profile import explore_file
+
         result = explore_file(file)
         if json_out:
             emit_json(result.to_dict())

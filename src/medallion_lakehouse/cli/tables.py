@@ -172,14 +172,8 @@ def status_command(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) ->
             colour = {"ok": "green", "warn": "yellow", "error": "red"}[measure.level]
             say(markup(f"[{colour}]freshness {{}}[/]: {{}}", measure.level, measure.message))
         for c in changes[:_SCHEMA_CHANGES_SHOWN]:
-            say(
-                markup(
-                    "[yellow]schema change[/] {}: {} (against {})",
-                    c["source_file"],
-                    schema_changes.describe_row(c),
-                    c["previous_file"],
-                )
-            )
+            event = schema_changes.SchemaChange.from_row(c).describe_event()
+            say(markup("[yellow]schema change[/] {}", event))
         if len(changes) > _SCHEMA_CHANGES_SHOWN:
             say(f"... and {len(changes) - _SCHEMA_CHANGES_SHOWN} earlier schema change(s) (--json)")
         for f in attention["failed_files"]:

@@ -42,29 +42,46 @@ class DuckDBEngine(Engine):
         temp_dir: Path | None = None,
     ) -> None:
         super().__init__(storage_options)
-        self.backend = ibis.duckdb.connect()
-        self.raw: duckdb.DuckDBPyConnection = self.backend.con
+        self._memory_limit = memory_limit
+        self._temp_dir = temp_dir
+        self._backend: Any = None
+        if memory_limit:
+            # Checked now, on a bare connection (milliseconds), so a bad setting stops the
+            # command before any work rather than at its first query.
+            with contextlib.closing(duckdb.connect()) as probe:
+                _set_memory_limit(probe, memory_limit)
+
+    @property
+    def backend(self) -> Any:
+        """The Ibis DuckDB backend, connected on first use: writes of Arrow from the driver,
+        deletes and history go through delta-rs alone, so a run with nothing to compute (a
+        rerun with nothing new) never loads DuckDB's Ibis backend, about 0.6 s."""
+        if self._backend is None:
+            self._backend = self._connect()
+        return self._backend
+
+    @property
+    def raw(self) -> duckdb.DuckDBPyConnection:
+        connection: duckdb.DuckDBPyConnection = self.backend.con
+        return connection
+
+    def _connect(self) -> Any:
+        backend = ibis.duckdb.connect()
+        raw: duckdb.DuckDBPyConnection = backend.con
         # Keep insertion order so that lineage (_source_line) and "latest wins" stay stable.
-        self.raw.execute("SET preserve_insertion_order = true")
+        raw.execute("SET preserve_insertion_order = true")
         # Spark's name for reading a JSON member as text, so silver's pure transforms read
         # `_rescued_data` the same way on both engines (a macro is inlined: no call overhead).
-        self.raw.execute(
-            "CREATE OR REPLACE MACRO get_json_object(j, p) AS json_extract_string(j, p)"
-        )
-        if temp_dir is not None:
+        raw.execute("CREATE OR REPLACE MACRO get_json_object(j, p) AS json_extract_string(j, p)")
+        if self._temp_dir is not None:
             # An in-memory database spills to ./.tmp by default: keep it inside the workspace.
             # DuckDB creates the spill folder on first spill but not its parents.
             with contextlib.suppress(OSError):  # read-only workspace: reads never spill
-                temp_dir.parent.mkdir(parents=True, exist_ok=True)
-            self.raw.execute("SET temp_directory = ?", [str(temp_dir)])
-        if memory_limit:
-            try:
-                self.raw.execute("SET memory_limit = ?", [memory_limit])
-            except duckdb.Error as exc:
-                raise ConfigError(
-                    f"duckdb_memory_limit {memory_limit!r} is not a size DuckDB understands "
-                    "(use e.g. '3GB' or '500MB')."
-                ) from exc
+                self._temp_dir.parent.mkdir(parents=True, exist_ok=True)
+            raw.execute("SET temp_directory = ?", [str(self._temp_dir)])
+        if self._memory_limit:
+            _set_memory_limit(raw, self._memory_limit)
+        return backend
 
     def read_delta(self, uri: str, *, schema: pa.Schema, version: int | None = None) -> ir.Table:
         table = open_table(uri, version=version, storage_options=self.storage_options)
@@ -168,7 +185,19 @@ class DuckDBEngine(Engine):
         return delta.history(uri, limit=limit, storage_options=self.storage_options)
 
     def close(self) -> None:
-        self.raw.close()
+        if self._backend is not None:
+            self._backend.con.close()
+            self._backend = None
+
+
+def _set_memory_limit(connection: duckdb.DuckDBPyConnection, limit: str) -> None:
+    try:
+        connection.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"duckdb_memory_limit {limit!r} is not a size DuckDB understands "
+            "(use e.g. '3GB' or '500MB')."
+        ) from exc
 
 
 def _is_local(uri: str) -> bool:

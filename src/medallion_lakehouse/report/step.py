@@ -21,6 +21,7 @@ import pandas as pd
 from medallion_lakehouse.attention import needs_attention
 from medallion_lakehouse.bronze import schema_changes
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
+from medallion_lakehouse.bronze.schema_changes import SchemaChange
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
@@ -180,7 +181,7 @@ def schema_section(lake: Lake) -> Section:
         section.body = "<p>None: every source's batches have the same columns.</p>"
         return section
     rows = [
-        (c["source"], c["source_file"], c["previous_file"], schema_changes.describe_row(c))
+        (c["source"], c["source_file"], c["previous_file"], SchemaChange.from_row(c).describe())
         for c in changes[:_SCHEMA_ROWS]
     ]
     more = len(changes) - len(rows)
