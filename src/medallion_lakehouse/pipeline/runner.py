@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from medallion_lakehouse import native_memory
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.lake import Lake
@@ -201,6 +202,8 @@ def run_pipeline(
                         result = _interrupted(name)
                         report.interrupted_step, report.exit_code = name, 130
                         report.error = f"step {name} interrupted (Ctrl-C); run again to finish"
+                # What the step freed in Arrow's pool is of no use to the next step's engine.
+                native_memory.release_unused()
                 _skip_hint(name, list(steps), result)
                 written.update(t for t, v in result.tables.items() if v is not None)
                 result.seconds = result.seconds or (time.perf_counter() - t0)
