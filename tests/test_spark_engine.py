@@ -222,6 +222,15 @@ def test_s3_storage_options_become_s3a_settings() -> None:
     assert se.spark_path("s3://bucket/lake/t") == "s3a://bucket/lake/t"
 
 
+def test_huge_generated_methods_are_jit_compiled_unless_overridden() -> None:
+    # Without the flag, silver's wide generated methods stay in HotSpot's interpreter.
+    conf = ss.session_conf("local[2]")
+    assert conf["spark.driver.extraJavaOptions"] == "-XX:-DontCompileHugeMethods"
+    assert conf["spark.executor.extraJavaOptions"] == "-XX:-DontCompileHugeMethods"
+    mine = ss.session_conf("local[2]", {"spark.driver.extraJavaOptions": "-Xss4m"})
+    assert mine["spark.driver.extraJavaOptions"] == "-Xss4m"
+
+
 # -- clear errors (subprocesses: the shared session must not be touched) ---------------------
 PROBE = """
 import sys

@@ -1,6 +1,8 @@
 """Baseline: the original project's approach: PySpark local, one SparkSession per stage
 (bronze, silver, gold as separate notebooks/scripts), parquet overwrite between stages.
 
+Files with or without a sale_id column (the generator's, or the original 8 columns).
+
 Usage: python pyspark_original.py INPUT.csv [INPUT2.csv ...] --out DIR [--master local[2]]
 """
 
@@ -44,6 +46,10 @@ def bronze(inputs: list[Path], out: Path, master: str) -> None:
 def silver(out: Path, master: str) -> None:
     spark = session("silver", master)
     df = spark.read.parquet(str(out / "bronze"))
+    # The original project's 8-column files (`--shapes original`) have no sale_id: the id is
+    # then the row's content, as the pipeline derives it (the cleaned values without status, so
+    # a status update is a new version of the same sale), computed after the repairs below.
+    has_id = "sale_id" in df.columns
     store_no = F.regexp_extract(
         F.upper(F.trim("store_id")), r"^(?:NW[\s_-]*)?(\d{1,9})(?:[\s_-]*NW)?$", 1
     ).try_cast("bigint")
@@ -51,7 +57,7 @@ def silver(out: Path, master: str) -> None:
     status = F.lower(F.trim("status"))
     product = F.trim("product")
     df = df.select(
-        F.trim("sale_id").alias("sale_id"),
+        (F.trim("sale_id") if has_id else F.lit(None).cast("string")).alias("sale_id"),
         F.trim("sale_date").try_cast("date").alias("sale_date"),
         store_no.alias("store_no"),
         F.trim("customer_id").alias("customer_id"),
@@ -84,6 +90,10 @@ def silver(out: Path, master: str) -> None:
             F.col("total")
         ),
     )
+    if not has_id:
+        parts = ("sale_date", "store_id", "customer_id", "product", "quantity", "price", "total")
+        content = F.concat_ws("|", *(F.coalesce(F.col(c).cast("string"), F.lit("")) for c in parts))
+        df = df.withColumn("sale_id", F.concat(F.lit("h-"), F.sha2(content, 256).substr(1, 32)))
     w = Window.partitionBy("sale_id").orderBy(F.desc("_src"), F.desc("_line"))
     df = df.withColumn("rn", F.row_number().over(w)).filter("rn = 1").drop("rn", "store_no")
     df = df.withColumn("sale_month", F.date_format("sale_date", "yyyy-MM"))
