@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,16 +19,16 @@ VARIABLES = (
 
 
 def _environment_of_a_fresh_import(env: dict[str, str]) -> dict[str, str | None]:
+    # The package's own import sets them, before anything in it has loaded delta-rs.
     code = (
         "import json, os, sys\n"
-        "import medallion_lakehouse.storage.delta\n"
+        "import medallion_lakehouse\n"
+        "assert 'deltalake' not in sys.modules\n"
         f"print(json.dumps({{k: os.environ.get(k) for k in {VARIABLES!r}}}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    import json
-
     values: dict[str, str | None] = json.loads(out.stdout)
     return values
 

@@ -1,25 +1,27 @@
-"""How the native libraries under the pipeline hold memory, set once per process.
+"""How delta-rs and Arrow hold memory in a pipeline process, set once per process.
 
-Three allocators share a run: delta-rs (its own jemalloc), Arrow (mimalloc) and DuckDB (its own
-jemalloc, held to `duckdb_memory_limit`). Each keeps memory it has freed for reuse, and none of
-them can reuse another's, so what bronze freed in delta-rs and Arrow was still resident while
-silver filled DuckDB's limit: a 100M-row run in one process peaked at 9.2 GiB, its steps run
-one per process at 3.5 / 4.4 / 3.1 GiB (docs/benchmarks.md, issue 15).
+delta-rs (with its own jemalloc), Arrow (mimalloc) and DuckDB (its own jemalloc, held to
+`duckdb_memory_limit`) share a run, and DuckDB's limit bounds only DuckDB. A 100M-row run in one
+process peaked at 7.4-9.2 GiB, nearly all of it delta-rs buffering bronze's write; with these
+settings 4.45 GiB (docs/benchmarks.md, fifth round of issue 15).
 """
 
 from __future__ import annotations
 
 import os
 
-# delta-rs splits a partitioned write over this many writer tasks (default: one per core) behind
-# a queue that does not wait for them: a producer faster than the Parquet encoders (bronze's
-# multithreaded CSV parse; any stream on a loaded machine) fills it with the whole input. A
-# 67M-row write into one partition peaked at 12.5 GiB with the default two writers and stayed
-# at 1.4 GiB with one, in the same time (the pipeline's own engines keep the other core busy).
+# delta-rs hash-splits a partitioned write over this many writer tasks (default: one per core)
+# behind a repartition that pauses its input only while every task has data waiting. When all
+# rows share one partition value (every bronze ingest) one task never gets any, so a producer
+# faster than the Parquet encoder (bronze's threaded CSV parse) piles its batches up: a 67M-row
+# write peaked at 12.5 GiB with two writers, 1.4 GiB with one (bench/bench_delta_write.py).
+# delta-rs reads it once per process, so silver's twelve-month write gets one writer too: about
+# 1.5 s of a 44 s run at 10M rows.
 CONCURRENT_WRITERS = 1
-# delta-rs keeps closed data files in memory until their upload lands, up to a quarter of the
-# machine's memory clamped to 32 files of 100 MiB (3.2 GiB) per write; on a local disk under
-# CPU load the queue fills. Four files in flight keep a store busy (delta-rs' own lower bound).
+# delta-rs keeps closed data files in memory until their upload lands, by default up to a
+# quarter of the machine's memory clamped to 32 files of 100 MiB (3.2 GiB here) per write. For
+# a slow object store; on a local disk it made no difference. Four files in flight is delta-rs'
+# own lower bound for keeping a store busy.
 IN_FLIGHT_UPLOAD_BYTES = 4 * 100 * 1024 * 1024
 # delta-rs' jemalloc (prefixed `_rjem_`) returns freed pages from a background thread within a
 # second, instead of keeping them until its next allocation: after a 10M-row bronze ingest the
