@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -109,3 +110,55 @@ def test_tables_under_unusual_folder_names_read_back(tmp_path: Path, folder: str
         ),
     )
     assert _read(DuckDBEngine(), uri) == [("a", "2025-01"), ("b", None)]
+
+
+class _Refusing:
+    """A connection that refuses to reset the insertion order, as DuckDB 2.0 refuses a call
+    on a connection whose failed stream is still open ("connection is busy")."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def execute(self, sql: str, *args: object) -> None:
+        self.calls.append(sql)
+        if sql.endswith("= true"):
+            raise duckdb.Error("Resource In Use Error: connection is busy with another call")
+
+
+def test_a_refused_reset_does_not_hide_why_the_write_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connection = _Refusing()
+    monkeypatch.setattr(DuckDBEngine, "raw", property(lambda self: connection))
+    engine = DuckDBEngine()
+    with pytest.raises(OSError, match="No space left on device"), engine.unordered():
+        raise OSError("No space left on device")
+    assert connection.calls == [
+        "SET preserve_insertion_order = false",
+        "SET preserve_insertion_order = true",
+    ]
+    # With nothing failing, a refused reset is an error of its own.
+    with pytest.raises(duckdb.Error, match="busy"), engine.unordered():
+        pass
+
+
+def test_a_failing_release_does_not_hide_why_the_step_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from medallion_lakehouse.engines.cache import StepCache
+
+    engine = DuckDBEngine()
+    try:
+
+        def refuse(self: StepCache, table: object) -> None:
+            raise duckdb.Error("Resource In Use Error: connection is busy with another call")
+
+        monkeypatch.setattr(StepCache, "_release", refuse)
+        table = engine.from_arrow(pa.table({"x": [1, 2, 3]}))
+        with pytest.raises(OSError, match="No space"), StepCache(engine) as cache:
+            cache(table)
+            raise OSError("No space left on device")
+        with pytest.raises(duckdb.Error, match="busy"), StepCache(engine) as cache:
+            cache(table)
+    finally:
+        engine.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import ibis.expr.types as ir
 
 from medallion_lakehouse.engines.base import Engine
@@ -41,5 +43,11 @@ class StepCache:
     def __enter__(self) -> StepCache:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.release()
+            return
+        # The step is failing already: a cleanup error must not replace the reason (a write
+        # that ran out of spill disk at 100M rows surfaced as DuckDB's "connection is busy").
+        with contextlib.suppress(Exception):
+            self.release()

@@ -159,8 +159,13 @@ class DuckDBEngine(Engine):
         self.raw.execute("SET preserve_insertion_order = false")
         try:
             yield
-        finally:
-            self.raw.execute("SET preserve_insertion_order = true")
+        except BaseException:
+            # A failed stream can leave the connection refusing calls ("busy"): that refusal
+            # must not replace the error that stopped the write.
+            with contextlib.suppress(duckdb.Error):
+                self.raw.execute("SET preserve_insertion_order = true")
+            raise
+        self.raw.execute("SET preserve_insertion_order = true")
 
     # -- Delta through delta-rs (storage.delta) -----------------------------------------------
     def write_arrow(
