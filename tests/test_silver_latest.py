@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from medallion_lakehouse.engines.base import Engine
@@ -115,5 +116,93 @@ def test_latest_agrees_on_spark() -> None:
     try:
         rows = versions(seed=11)
         assert winners(engine, rows, True) == expected(rows)
+    finally:
+        engine.close()
+
+
+# -- the first load's path: the replaced rows picked from narrow columns ---------------------
+def lineage(seqs: list[int | None]) -> pa.Table:
+    """One bronze lineage row per batch, in the order given (not the batch order)."""
+    return pa.table(
+        {
+            "_batch_id": [f"b{i}" for i in range(len(seqs))],
+            "_batch_seq": pa.array(seqs, pa.int64()),
+            "_source_file": [f"f{i}.csv" for i in range(len(seqs))],
+            "_ingested_at": [WHEN.replace(hour=len(seqs) - i) for i in range(len(seqs))],
+        }
+    )
+
+
+def test_batch_codes_follow_the_lake_batch_order(duck: DuckDBEngine) -> None:
+    # Sequence first (older lakes' batches without one first), then time, then id.
+    table = lineage([3, None, 1, 2, None])
+    got = duck.to_arrow(transform.batch_lineage(duck.from_arrow(table))).to_pylist()
+    by_code = [r["_batch_id"] for r in sorted(got, key=lambda r: r[transform.BATCH_CODE])]
+    # b1 and b4 have no sequence; b4 was ingested earlier (hour 1 against hour 4).
+    assert by_code == ["b4", "b1", "b2", "b3", "b0"]
+
+
+def narrowed_rows(seed: int) -> tuple[pa.Table, pa.Table, dict[str, tuple[int, int]]]:
+    """Narrow rows of five sequenced batches (listed out of order), some sale keys repeated
+    within and across batches, some rows broken (a drop rule); and per key the (seq, line) of
+    its newest valid version."""
+    rng = random.Random(seed)
+    seqs = [4, 2, 5, 1, 3]
+    rows: list[dict[str, Any]] = []
+    for i in range(400):
+        key = f"h-{i}"
+        for _ in range(1 if i % 4 else rng.randint(2, 5)):
+            batch = rng.randrange(len(seqs))
+            line = rng.randint(1, 50)
+            broken = rng.random() < 0.15
+            rows.append(
+                {
+                    "p_sale_key": key,
+                    "_batch_id": f"b{batch}",
+                    "_source_line": line,
+                    "_drop_rule": "quantity_positive" if broken else None,
+                }
+            )
+    # One line is one row: drop repeats of (batch, line).
+    unique = list({(r["_batch_id"], r["_source_line"]): r for r in rows}.values())
+    newest: dict[str, tuple[int, int]] = {}
+    for r in unique:
+        version = (seqs[int(r["_batch_id"][1:])], r["_source_line"])
+        if r["_drop_rule"] is None and version > newest.get(r["p_sale_key"], (0, 0)):
+            newest[r["p_sale_key"]] = version
+    return pa.Table.from_pylist(unique), lineage(seqs), newest
+
+
+def latest_of_narrowed(engine: Engine, seed: int) -> None:
+    rows, batches_table, newest = narrowed_rows(seed)
+    batches = transform.batch_lineage(engine.from_arrow(batches_table))
+    narrowed = engine.from_arrow(rows).inner_join(
+        batches.select("_batch_id", transform.BATCH_CODE), "_batch_id"
+    )
+    narrowed = narrowed.select("p_sale_key", transform.BATCH_CODE, "_source_line", "_drop_rule")
+    kept = transform.without(narrowed, transform.superseded(narrowed))
+    widened = kept.inner_join(batches, transform.BATCH_CODE)
+    got = engine.to_arrow(widened.select("p_sale_key", "_batch_seq", "_source_line", "_drop_rule"))
+    valid = [r for r in got.to_pylist() if r["_drop_rule"] is None]
+    assert sorted(r["p_sale_key"] for r in valid) == sorted(newest), "one valid row per key"
+    assert {r["p_sale_key"]: (r["_batch_seq"], r["_source_line"]) for r in valid} == newest
+    # A broken row neither replaces a valid one nor is dropped (the quarantine takes it).
+    broken = rows.filter(pc.is_valid(rows.column("_drop_rule"))).num_rows
+    assert broken > 0 and got.num_rows - len(valid) == broken
+
+
+def test_superseded_rows_leave_the_newest_valid_version(duck: DuckDBEngine) -> None:
+    latest_of_narrowed(duck, seed=5)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@needs_java
+def test_superseded_agrees_on_spark() -> None:
+    from medallion_lakehouse.engines import spark_engine as se
+
+    engine = se.SparkEngine(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
+    try:
+        latest_of_narrowed(engine, seed=13)
     finally:
         engine.close()

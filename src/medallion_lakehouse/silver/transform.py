@@ -111,7 +111,65 @@ def parse(bronze: ir.Table, rules: RuleSet) -> ir.Table:
         p_total=std.amount(numbered.total, std.TOTAL_TYPE),
         **extra,
     )
-    return parsed.mutate(_drop_rule=first_failed(parsed, rules)).drop("_store_number")
+    checked = parsed.mutate(_drop_rule=first_failed(parsed, rules)).drop("_store_number")
+    return repaired(checked)
+
+
+def repaired(parsed: ir.Table) -> ir.Table:
+    """Parsed rows plus, for each valid row (NULL for a row a drop rule quarantines), the
+    silver values that repairs give it: `p_unit_price`, `p_price_imputed`,
+    `p_total_recomputed`, `p_line_total` and `p_sale_key`, its sale_id.
+
+    They are computed in the parse so that a cached parse holds them: the sale_id is a sha256
+    over seven values for every id-less row, and both the pick of the latest versions and the
+    write read it. The guard also keeps the price imputation's division from rows whose
+    quantity broke a rule (Spark's ANSI mode raises on a division by zero).
+    """
+    valid = parsed._drop_rule.isnull()
+
+    def if_valid(value: ir.Value) -> ir.Value:
+        return ibis.ifelse(valid, value, ibis.null(value.type()))
+
+    price_imputed = parsed.p_price.isnull()
+    unit_price = ibis.coalesce(
+        parsed.p_price, std.imputed_price(parsed.p_total, parsed.p_quantity)
+    ).cast(std.PRICE_TYPE)
+    # An imputed price was derived from the total, so the total stays the source of truth.
+    total_recomputed = ~price_imputed & (
+        parsed.p_total.isnull()
+        | (
+            (parsed.p_total - std.line_total(parsed.p_price, parsed.p_quantity)).abs()
+            > std.TOTAL_TOLERANCE
+        )
+    )
+    t = parsed.mutate(
+        p_unit_price=if_valid(unit_price),
+        p_price_imputed=if_valid(price_imputed),
+        p_total_recomputed=if_valid(total_recomputed),
+    )
+    t = t.mutate(
+        p_line_total=t.p_total_recomputed.ifelse(
+            std.line_total(t.p_unit_price, t.p_quantity), t.p_total
+        ).cast(std.TOTAL_TYPE)
+    )
+    # Status is left out of the hash: a status update of an id-less sale is a new version of it.
+    content = std.content_hash(
+        t.p_sale_date,
+        _store(t),
+        t.p_customer_id,
+        t.p_product,
+        t.p_quantity,
+        t.p_unit_price,
+        t.p_line_total,
+    )
+    return t.mutate(p_sale_key=if_valid(ibis.coalesce(t.p_sale_id, content)))
+
+
+def _store(t: ir.Table) -> ir.StringValue:
+    """The store silver keeps: canonical, or (store_id_valid at `warn`) the id as sent."""
+    if "p_store_sent" in t.columns:
+        return ibis.coalesce(t.p_store_id, t.p_store_sent)
+    return t.p_store_id
 
 
 def quarantine_whole(parsed: ir.Table, batch_ids: list[str]) -> ir.Table:
@@ -164,7 +222,11 @@ def batch_lineage(bronze: ir.Table) -> ir.Table:
     """One row per batch of `bronze`: the lineage every row of a batch shares, and a small
     integer code that stands for it in `narrow`'s rows."""
     batches = bronze.select(*BATCH_LINEAGE).distinct()
-    return batches.mutate(**{BATCH_CODE: ibis.row_number()})
+    # Codes follow the lake's batch order, so that rows of sequenced batches order by code as
+    # they do by `_batch_seq` (see `superseded`).
+    order = [ibis.asc(batches[c], nulls_first=True) for c in ("_batch_seq", "_ingested_at")]
+    code = ibis.row_number().over(order_by=[*order, ibis.asc(batches._batch_id)])
+    return batches.mutate(**{BATCH_CODE: code})
 
 
 def narrow(parsed: ir.Table, batches: ir.Table) -> ir.Table:
@@ -179,6 +241,29 @@ def narrow(parsed: ir.Table, batches: ir.Table) -> ir.Table:
     """
     coded = parsed.inner_join(batches.select("_batch_id", BATCH_CODE), "_batch_id")
     return coded.select(*_typed_columns(parsed), BATCH_CODE, "_source_line", "_drop_rule")
+
+
+def superseded(narrowed: ir.Table) -> ir.Table:
+    """The `(_batch_code, _source_line)` of each valid row of `narrow`ed batches that a later
+    version of its sale_id (in those batches) replaces.
+
+    For batches that all have a `_batch_seq`: the codes then order rows as SEQUENCED_ORDER does
+    (one batch per number, and every fresh row has the same priority). Only three narrow
+    columns go through the window, not the silver row; on a first load or a full refresh
+    almost every row is its sale_id's only version, so what comes out is small.
+    """
+    valid = narrowed.filter(narrowed._drop_rule.isnull())
+    rank = ibis.row_number().over(
+        group_by=valid.p_sale_key,
+        order_by=[ibis.desc(valid[BATCH_CODE]), ibis.desc(valid._source_line)],
+    )
+    ranked = valid.select(BATCH_CODE, "_source_line", _rank=rank)
+    return ranked.filter(ranked._rank > 0).select(BATCH_CODE, "_source_line")
+
+
+def without(narrowed: ir.Table, replaced: ir.Table) -> ir.Table:
+    """`narrow`ed rows other than the `superseded` ones: the latest version of each sale_id."""
+    return narrowed.anti_join(replaced, [BATCH_CODE, "_source_line"])
 
 
 def widen(narrowed: ir.Table, batches: ir.Table) -> ir.Table:
@@ -205,52 +290,21 @@ def quarantine(bronze: ir.Table, parsed: ir.Table, run_id: str, rules: RuleSet) 
 
 
 def typed(parsed: ir.Table) -> ir.Table:
-    """Valid rows as silver columns (without is_late): repairs applied and flagged, sale_id set."""
+    """Valid rows as silver columns (without is_late): `repaired`'s values, sale_id set."""
     t = parsed.filter(parsed._drop_rule.isnull())
-    price_imputed = t.p_price.isnull()
-    unit_price = ibis.coalesce(t.p_price, std.imputed_price(t.p_total, t.p_quantity))
-    # An imputed price was derived from the total, so the total stays the source of truth.
-    total_recomputed = ~price_imputed & (
-        t.p_total.isnull()
-        | ((t.p_total - std.line_total(t.p_price, t.p_quantity)).abs() > std.TOTAL_TOLERANCE)
-    )
-    t = t.mutate(
-        unit_price=unit_price.cast(std.PRICE_TYPE),
-        price_imputed=price_imputed,
-        total_recomputed=total_recomputed,
-    )
-    t = t.mutate(
-        total=t.total_recomputed.ifelse(std.line_total(t.unit_price, t.p_quantity), t.p_total).cast(
-            std.TOTAL_TYPE
-        )
-    )
-    # store_id_valid at `warn` keeps an invalid store's id as sent (parse adds p_store_sent).
-    store = (
-        ibis.coalesce(t.p_store_id, t.p_store_sent) if "p_store_sent" in t.columns else t.p_store_id
-    )
-    # Status is left out of the hash: a status update of an id-less sale is a new version of it.
-    content = std.content_hash(
-        t.p_sale_date,
-        store,
-        t.p_customer_id,
-        t.p_product,
-        t.p_quantity,
-        t.unit_price,
-        t.total,
-    )
     return t.select(
-        sale_id=ibis.coalesce(t.p_sale_id, content),
+        sale_id=t.p_sale_key,
         sale_date=t.p_sale_date,
         sale_month=std.sale_month(t.p_sale_date),
-        store_id=store,
+        store_id=_store(t),
         customer_id=t.p_customer_id,
         product=t.p_product,
         quantity=t.p_quantity,
-        unit_price=t.unit_price,
-        total=t.total,
+        unit_price=t.p_unit_price,
+        total=t.p_line_total,
         status=t.p_status,
-        price_imputed=t.price_imputed,
-        total_recomputed=t.total_recomputed,
+        price_imputed=t.p_price_imputed,
+        total_recomputed=t.p_total_recomputed,
         _batch_id=t._batch_id,
         _batch_seq=t._batch_seq,
         _source_file=t._source_file,
