@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -162,3 +164,20 @@ def test_a_failing_release_does_not_hide_why_the_step_stopped(
             cache(table)
     finally:
         engine.close()
+
+
+def test_default_limit_loads_duckdb_only_when_a_query_needs_it(tmp_path: Path) -> None:
+    # A rerun with nothing new never queries: with the default limit it must not pay for
+    # importing DuckDB (0.4 s); asking for the connection loads it and applies the limit.
+    code = (
+        "import sys\n"
+        "from medallion_lakehouse.config import load_settings\n"
+        "from medallion_lakehouse.engines import create_engine\n"
+        "engine = create_engine(load_settings(sys.argv[1]))\n"
+        "print('duckdb' in sys.modules)\n"
+        "print(engine.raw.execute(\"SELECT current_setting('memory_limit')\").fetchone()[0])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["False", "2.7 GiB"]

@@ -539,9 +539,22 @@ def test_batch_of_new_sale_ids_is_appended_and_a_retry_after_a_crash_rebuilds(la
     ingest_and_run(lake, land(lake, "f1.csv", [sale("S1"), sale("S2", sale_date="2025-02-01")]))
     # New sale_ids only (one twice in the batch): appended, its months not rewritten.
     f2 = land(lake, "f2.csv", [sale("S3", status="Pending"), sale("S3"), sale("S4")])
-    result = ingest_and_run(lake, f2)
+    ingest(lake, run_id=new_run_id(), files=[f2])
+    run_id = new_run_id()
+    result = step.run(lake, StepContext(run_id=run_id))
     assert result.metrics["affected_months"] == ["2025-01"]
     assert lake.history("silver/sales")[0]["operationParameters"]["mode"] == "Append"
+    # The rules (row and batch level) checked the batch's three rows; the contract's checks
+    # read the two rows the append added, not the month (S1 is in it too).
+    checked = {
+        (
+            q["rule"] in {r.rule.name for r in step.reference.for_lake(lake).resolved},
+            q["rows_checked"],
+        )
+        for q in lake.read_arrow("_meta/quality").to_pylist()
+        if q["run_id"] == run_id and q["table"] == "silver/sales"
+    }
+    assert checked == {(True, 3), (False, 2)}
     assert {k: r["status"] for k, r in silver_rows(lake).items()} == {
         "S1": "completed",
         "S2": "completed",

@@ -114,6 +114,10 @@ class FreshnessSetting(BaseModel):
         return None if self.error_after is None else parse_duration(self.error_after)
 
 
+# DuckDB's memory_limit unless the settings say otherwise (see Settings.duckdb_memory_limit).
+DEFAULT_DUCKDB_MEMORY_LIMIT = "3GB"
+
+
 class Settings(BaseSettings):
     """Everything a run can be configured with. Field names map to `MEDALLION_<NAME>`."""
 
@@ -195,7 +199,7 @@ class Settings(BaseSettings):
     # Bounded by default: with DuckDB's own default (80 % of RAM) a 10M-row run peaked at
     # 5.6 GiB, with 3GB at 3.6 GiB, run times within noise (docs/benchmarks.md).
     duckdb_memory_limit: str | None = Field(
-        default="3GB",
+        default=DEFAULT_DUCKDB_MEMORY_LIMIT,
         description="DuckDB memory_limit, e.g. '3GB' (default) or '80%' (DuckDB's own default); "
         "above it DuckDB spills to <workspace>/.medallion/duckdb_tmp.",
     )

@@ -377,6 +377,11 @@ def _commit(
         written_months = lake.read(SILVER_SALES.name, version=silver_version)
         if not full:
             written_months = written_months.filter(written_months.sale_month.isin(months))
+        if w.append:
+            # An append adds only these batches' rows, and silver held none of their sale_ids
+            # (the plan's lookup found none stored), so the rows it added are what could
+            # break a check: reading the whole months again cost 1.7 s of a 1 % late batch.
+            written_months = written_months.filter(written_months._batch_id.isin(new_ids))
         contract_checks = qo.evaluate(engine, SILVER_SALES, written_months)
     else:
         contract_checks = []
