@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -181,3 +184,79 @@ def test_default_limit_loads_duckdb_only_when_a_query_needs_it(tmp_path: Path) -
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert out == ["False", "2.7 GiB"]
+
+
+# -- expression writes: DuckDB writes the Parquet files, delta-rs commits them ---------------
+TYPED = pa.schema(
+    [
+        ("sale_id", pa.string()),
+        ("total", pa.decimal128(12, 2)),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("sale_month", pa.string()),
+    ]
+)
+
+
+def _sales(engine: DuckDBEngine, ids: list[str], months: list[str | None]) -> ir.Table:
+    when = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    return engine.from_arrow(
+        pa.table(
+            {
+                "sale_id": ids,
+                "total": [Decimal(f"{i}.25") for i in range(len(ids))],
+                "at": [when] * len(ids),
+                "sale_month": months,
+            },
+            schema=TYPED,
+        )
+    )
+
+
+def test_expression_writes_commit_duckdb_parquet_files_with_delta_stats(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    engine = DuckDBEngine()
+    months = ["2025-01", "a b/c=d", None, "2025-01"]  # escaped folder names and a null value
+    spec = WriteSpec(
+        schema=TYPED, commit=CommitInfo(run_id="r1", step="test"), partition_by=["sale_month"]
+    )
+    out = engine.write_delta(_sales(engine, ["s1", "s2", "s3", "s4"], months), uri, spec)
+    assert (out.version, out.rows, out.files) == (0, 4, 3)
+    table = DeltaTable(uri)
+    assert table.history(1)[0]["run_id"] == "r1"
+    got = table.to_pyarrow_table().sort_by("sale_id")
+    assert got.column("sale_month").to_pylist() == months
+    assert got.column("total").to_pylist() == [Decimal("0.25"), Decimal("1.25"), Decimal("2.25"),
+                                               Decimal("3.25")]  # fmt: skip
+    assert got.schema.field("at").type == pa.timestamp("us", tz="UTC")
+    # Every add action carries Delta statistics from the file's footer.
+    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    assert sorted(a["num_records"] for a in actions) == [1, 1, 2]
+    january = next(a for a in actions if a["partition.sale_month"] == "2025-01")
+    assert (january["min.sale_id"], january["max.sale_id"]) == ("s1", "s4")
+    assert january["null_count.total"] == 0
+    # The engine's own reader agrees (the escaped folders send it through Arrow).
+    back = engine.to_arrow(engine.read_delta(uri, schema=TYPED)).sort_by("sale_id")
+    assert back.column("sale_month").to_pylist() == months
+
+
+def test_expression_writes_replace_only_the_given_partitions(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    engine = DuckDBEngine()
+    commit = CommitInfo(run_id="r", step="test")
+    spec = WriteSpec(schema=TYPED, commit=commit, partition_by=["sale_month"])
+    engine.write_delta(_sales(engine, ["a", "b"], ["2025-01", "2025-02"]), uri, spec)
+    replace = WriteSpec(
+        schema=TYPED,
+        commit=commit,
+        partition_by=["sale_month"],
+        replace={"sale_month": ["2025-01"]},
+    )
+    engine.write_delta(_sales(engine, ["c"], ["2025-01"]), uri, replace)
+    assert sorted(DeltaTable(uri).to_pyarrow_table().column("sale_id").to_pylist()) == ["b", "c"]
+    # A replacement with no rows still empties its partition, in one commit.
+    empty = _sales(engine, ["x"], ["2025-01"]).limit(0)
+    out = engine.write_delta(empty, uri, replace)
+    assert out.version == 2 and out.rows == 0
+    assert DeltaTable(uri).to_pyarrow_table().column("sale_id").to_pylist() == ["b"]
+    # Appending nothing commits nothing.
+    assert engine.write_delta(empty, uri, spec).version == 2

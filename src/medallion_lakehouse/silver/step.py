@@ -11,7 +11,10 @@ Algorithm (DESIGN.md section 5), the same on every engine:
 4. Rebuild those months from (silver rows in them ∪ new rows), latest version per sale_id, and
    replace exactly those partitions in one commit. When no new sale_id is stored yet (and no
    --from/--to range is asked), that rebuild would rewrite the stored rows unchanged, so the
-   new rows' latest versions are appended in one commit instead (same table contents).
+   new rows' latest versions are appended in one commit instead (same table contents). A first
+   load or a full refresh has only new rows: when every batch has a sequence number, the rows
+   a later version replaces are picked from narrow columns of the cached parse (sale key, batch
+   code, line) and the write leaves them out, so no window sorts whole silver rows.
 Commit order: quarantine -> silver replace -> `_meta/silver_changes` -> `_meta/quality` -> ledger.
 The ledger row is the commit marker. Every write is idempotent, so a crash anywhere only makes the
 next run do the same work again: the quarantine rows of the processed batches are *replaced* (one

@@ -8,6 +8,8 @@
   into one delta-rs commit tagged with `{run_id, step}`, as a `WriteSpec` (the one description of
   a write every engine takes) says, so a crash before the commit leaves the table at its previous
   version (orphan data files are invisible and removed by `vacuum`);
+  `commit_files` commits Parquet files an engine wrote into the table folder (the DuckDB
+  engine's COPY of an expression), with Delta statistics from their footers (`file_stats`);
   `delete_where`. The Spark engine commits through Delta Spark instead (engines/spark_engine.py),
   with the same metadata in the commit's `userMetadata`.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -29,7 +33,9 @@ from deltalake import (
     WriterProperties,
     write_deltalake,
 )
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
+from deltalake.transaction import AddAction, create_table_with_add_actions
 
 WriteMode = Literal["append", "overwrite"]
 # The folder name Hive-style writers (Spark, delta-rs) give a null partition value.
@@ -268,9 +274,7 @@ def write_arrow(
     if spec.replaces_nothing:
         version = None if existing is None else existing.version()
         return WriteResult(version=version, rows=0, files=0)
-    schema_mode: Literal["merge"] | None = (
-        "merge" if _lacks_columns(existing, spec.schema) else None
-    )
+    schema_mode: Literal["merge"] | None = "merge" if lacks_columns(existing, spec.schema) else None
     write_deltalake(  # type: ignore[misc]  # the overloads x unions exceed mypy's limit
         uri,
         counter.reader(),
@@ -302,7 +306,132 @@ def _writer_properties(spec: WriteSpec) -> WriterProperties:
     )
 
 
-def _lacks_columns(table: DeltaTable | None, schema: pa.Schema) -> bool:
+@dataclass(frozen=True)
+class WrittenFile:
+    """A Parquet data file an engine wrote inside the table folder, not yet committed."""
+
+    path: str  # relative to the table root, e.g. "sale_month=2025-01/part-....parquet"
+    size: int
+    partition_values: Mapping[str, str | None]
+    modification_time_ms: int
+    metadata: pq.FileMetaData  # its footer: row count and the statistics of `stats`
+
+    def add_action(self) -> AddAction:
+        return AddAction(
+            path=self.path,
+            size=self.size,
+            partition_values=dict(self.partition_values),
+            modification_time=self.modification_time_ms,
+            data_change=True,
+            stats=json.dumps(file_stats(self.metadata), separators=(",", ":")),
+        )
+
+
+def commit_files(
+    uri: str,
+    files: Sequence[WrittenFile],
+    spec: WriteSpec,
+    *,
+    storage_options: Mapping[str, str] | None = None,
+) -> WriteResult:
+    """Commit Parquet files an engine wrote into the table folder, as `spec` says, in one
+    transaction (delta-rs derives the removes of an overwrite or a replacement).
+
+    Zero files: a new table is created empty (its schema readable), an append to an existing
+    table commits nothing, and a replacement still commits its removes (the partitions are
+    empty now).
+    """
+    options = dict(storage_options or {})
+    table = open_table(uri, storage_options=options)
+    if spec.replaces_nothing:
+        return WriteResult(version=None if table is None else table.version(), rows=0, files=0)
+    adds = [f.add_action() for f in files]
+    partition_by = list(spec.partition_by) or None
+    if table is None:
+        create_table_with_add_actions(
+            uri,
+            DeltaSchema.from_arrow(spec.schema),
+            adds,
+            mode="append",
+            partition_by=partition_by,
+            storage_options=options or None,
+            commit_properties=spec.commit.properties(),
+        )
+    elif adds or spec.commit_mode == "overwrite":
+        filters = (
+            [(column, "in", sorted(set(values))) for column, values in spec.replace.items()]
+            if spec.replace
+            else None
+        )
+        table.create_write_transaction(
+            list(adds),
+            mode=spec.commit_mode,
+            schema=spec.schema,
+            partition_by=partition_by,
+            partition_filters=filters,
+            commit_properties=spec.commit.properties(),
+        )
+    else:
+        # Appending nothing: no commit, so history does not fill with empty versions.
+        return WriteResult(version=table.version(), rows=0, files=0)
+    table = open_table(uri, storage_options=options)
+    assert table is not None
+    rows = sum(f.metadata.num_rows for f in files)
+    return WriteResult(version=table.version(), rows=rows, files=len(files))
+
+
+def _stat_value(value: Any) -> Any:
+    """A Parquet min/max as Delta writes it in `stats`, or None when it cannot be (skip it)."""
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value else None  # NaN
+    if isinstance(value, Decimal):
+        # Delta stores decimals as JSON numbers; only exact ones (<= 15 digits) are safe.
+        return float(value) if len(value.as_tuple().digits) <= 15 else None
+    if isinstance(value, datetime):
+        # Delta truncates timestamp statistics to milliseconds, as delta-rs does.
+        value = value.astimezone(UTC)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    return None
+
+
+def file_stats(metadata: pq.FileMetaData) -> dict[str, Any]:
+    """Delta `stats` (numRecords, nullCount, minValues, maxValues) from a Parquet footer."""
+    stats: dict[str, Any] = {"numRecords": metadata.num_rows}
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    schema = metadata.schema
+    for i in range(metadata.num_columns):
+        name = schema.column(i).path
+        if "." in name:  # nested columns: no statistics
+            continue
+        chunks = [
+            metadata.row_group(g).column(i).statistics for g in range(metadata.num_row_groups)
+        ]
+        if not chunks or any(s is None for s in chunks):
+            continue
+        if all(s.has_null_count for s in chunks):
+            nulls[name] = sum(s.null_count for s in chunks)
+        with_values = [s for s in chunks if s.has_min_max]
+        # A row group of only nulls has no min/max; any other gap means unknown bounds.
+        if not with_values or any(
+            not s.has_min_max and s.null_count != s.num_values for s in chunks
+        ):
+            continue
+        low = _stat_value(min(s.min for s in with_values))
+        high = _stat_value(max(s.max for s in with_values))
+        if low is not None and high is not None:
+            mins[name], maxs[name] = low, high
+    if metadata.num_rows:
+        stats.update(minValues=mins, maxValues=maxs, nullCount=nulls)
+    return stats
+
+
+def lacks_columns(table: DeltaTable | None, schema: pa.Schema) -> bool:
     """Whether a table written by an older release lacks columns the contract has added since.
 
     Such a write adds the (nullable) columns to the table's schema; older files read them as null.
