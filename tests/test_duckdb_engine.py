@@ -20,7 +20,7 @@ from medallion_lakehouse.config import load_settings
 from medallion_lakehouse.engines import create_engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.errors import ConfigError
-from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, write_arrow
+from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, history, write_arrow
 
 
 def _setting(engine: DuckDBEngine, name: str) -> str:
@@ -253,6 +253,13 @@ def test_expression_writes_replace_only_the_given_partitions(tmp_path: Path) -> 
     )
     engine.write_delta(_sales(engine, ["c"], ["2025-01"]), uri, replace)
     assert sorted(DeltaTable(uri).to_pyarrow_table().column("sale_id").to_pylist()) == ["b", "c"]
+    # `medallion history` shows the write's metrics, as for a commit delta-rs' writer made.
+    metrics = history(uri, limit=1)[0]["operationMetrics"]
+    assert {k: metrics[k] for k in ("num_added_rows", "num_added_files", "num_removed_files")} == {
+        "num_added_rows": 1,
+        "num_added_files": 1,
+        "num_removed_files": 1,
+    }
     # A replacement with no rows still empties its partition, in one commit.
     empty = _sales(engine, ["x"], ["2025-01"]).limit(0)
     out = engine.write_delta(empty, uri, replace)
@@ -260,3 +267,20 @@ def test_expression_writes_replace_only_the_given_partitions(tmp_path: Path) -> 
     assert DeltaTable(uri).to_pyarrow_table().column("sale_id").to_pylist() == ["b"]
     # Appending nothing commits nothing.
     assert engine.write_delta(empty, uri, spec).version == 2
+
+
+def test_a_write_known_to_be_small_streams_into_delta_rs(tmp_path: Path) -> None:
+    engine = DuckDBEngine()
+    commit = CommitInfo(run_id="r", step="test")
+    for rows, name in ((None, "unknown"), (4, "small")):
+        uri = str(tmp_path / name)
+        spec = WriteSpec(schema=TYPED, commit=commit, partition_by=["sale_month"], rows=rows)
+        engine.write_delta(_sales(engine, ["a", "b"], ["2025-01", "2025-02"]), uri, spec)
+        files = sorted(p.name for p in (tmp_path / name).rglob("*.parquet"))
+        # DuckDB's COPY names files part-<uuid>.parquet; delta-rs part-00000-<uuid>-c000...
+        assert len(files) == 2
+        assert all(("-c000" in f) == (rows is not None) for f in files), files
+        assert sorted(DeltaTable(uri).to_pyarrow_table().column("sale_id").to_pylist()) == [
+            "a",
+            "b",
+        ]

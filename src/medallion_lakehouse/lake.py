@@ -8,6 +8,7 @@ live files, statistics).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -106,11 +107,12 @@ class Lake:
         commit: CommitInfo,
         mode: WriteMode = "append",
         replace: Mapping[str, Sequence[str]] | None = None,
+        rows: int | None = None,
     ) -> WriteResult:
+        """Commit `expr` to table `name`; `rows`: at most how many it holds, when known."""
         self.check_writable()
-        return self.engine.write_delta(
-            expr, self.uri(name), self._spec(name, commit, mode, replace)
-        )
+        spec = dataclasses.replace(self._spec(name, commit, mode, replace), rows=rows)
+        return self.engine.write_delta(expr, self.uri(name), spec)
 
     # -- Arrow from and to the driver (bronze ingest, metadata tables) ---------------------
     def write_arrow(

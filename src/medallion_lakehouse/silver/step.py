@@ -63,6 +63,7 @@ from medallion_lakehouse.silver.rules import (
     RuleSet,
     breaches,
 )
+from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import CommitInfo
 
 STEP = "silver"
@@ -143,6 +144,26 @@ def _stored_months(lake: Lake) -> list[str]:
     """Months silver/sales holds now (the partition column, read on the driver)."""
     months = lake.read_arrow(SILVER_SALES.name, columns=["sale_month"]).column(0)
     return sorted(m for m in pc.unique(months).to_pylist() if m is not None)
+
+
+def _rows_in_months(lake: Lake, months: list[str]) -> int | None:
+    """Rows silver/sales holds in these months, from the log's file statistics (None: a file
+    without a row count)."""
+    table = delta.open_table(lake.uri(SILVER_SALES.name), storage_options=lake.storage_options)
+    if table is None:
+        return 0
+    actions = delta.add_actions(table)
+    wanted = set(months)
+    counts = [
+        n
+        for month, n in zip(
+            actions.column("partition.sale_month").to_pylist(),
+            actions.column("num_records").to_pylist(),
+            strict=True,
+        )
+        if month in wanted
+    ]
+    return None if any(n is None for n in counts) else sum(counts)
 
 
 def _batch_stats(lake: Lake, parsed: ir.Table, rules: RuleSet) -> list[dict[str, Any]]:
@@ -307,6 +328,7 @@ class SilverWrite:
     # The rebuilt rows are appended instead of replacing their months: none of their sale_ids
     # is stored yet, so the months' rebuild would rewrite the stored rows unchanged.
     append: bool = False
+    rows: int | None = None  # at most this many rows in `rebuild` (None: not known)
 
 
 @dataclass(frozen=True)
@@ -352,7 +374,7 @@ def _commit(
     if full or months:
         assert w.rebuild is not None
         args = {"mode": "append"} if w.append else SILVER_SALES.write_args(full=full, values=months)
-        out = lake.write(SILVER_SALES.name, w.rebuild, commit=commit, **args)
+        out = lake.write(SILVER_SALES.name, w.rebuild, commit=commit, rows=w.rows, **args)
         silver_version, written = out.version, out.rows
     tables[SILVER_SALES.name] = silver_version
     changed = sorted(set(months) | set(w.months_before))
@@ -605,6 +627,11 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     # -- commits ---------------------------------------------------------------------------------
     ctx.report(2, 4, "silver: writing")
     dropped = sum(b.dropped for b in shares)
+    # The rows the rebuild can hold: the new batches', plus those stored in rebuilt months.
+    bound: int | None = sum(b.rows for b in shares)
+    if not (full or first_load or append):
+        stored_rows = None if ranged else _rows_in_months(lake, months)
+        bound = None if stored_rows is None else (bound or 0) + stored_rows
     written = _commit(
         lake,
         ctx,
@@ -622,6 +649,7 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
             dropped=dropped,
             rules=rules,
             append=append,
+            rows=bound,
         ),
         commit,
         now,

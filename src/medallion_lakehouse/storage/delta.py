@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ class WriteSpec:
     partition_by: Sequence[str] = ()
     replace: Mapping[str, Sequence[str]] | None = None
     unique_columns: Sequence[str] = ()  # written without dictionary encoding (Column.unique)
+    # At most this many rows, when the caller knows (an engine may pick how to write by it).
+    rows: int | None = None
 
     @property
     def replaces_nothing(self) -> bool:
@@ -161,6 +164,12 @@ def commit_entry(info: Mapping[str, Any]) -> dict[str, Any]:
             for key, value in meta.items():
                 entry.setdefault(str(key), value)
     metrics = dict(entry.get("operationMetrics") or {})
+    for name in _WRITE_METRICS:
+        if name in entry and name not in metrics:
+            try:
+                metrics[name] = int(entry.pop(name))
+            except (TypeError, ValueError):
+                continue
     for spark_name, name in _METRIC_ALIASES.items():
         if spark_name in metrics and name not in metrics:
             try:
@@ -347,6 +356,18 @@ def commit_files(
         return WriteResult(version=None if table is None else table.version(), rows=0, files=0)
     adds = [f.add_action() for f in files]
     partition_by = list(spec.partition_by) or None
+    rows = sum(f.metadata.num_rows for f in files)
+    # delta-rs' transaction API records no operation metrics: the commit carries the ones its
+    # writer would (`commit_entry` shows them as operationMetrics, `medallion history` reads them).
+    metrics = {
+        "num_added_rows": rows,
+        "num_added_files": len(files),
+        "num_removed_files": _files_replaced(table, spec),
+    }
+    commit = dataclasses.replace(
+        spec.commit,
+        extra={**(spec.commit.extra or {}), **{k: str(v) for k, v in metrics.items()}},
+    )
     if table is None:
         create_table_with_add_actions(
             uri,
@@ -355,7 +376,7 @@ def commit_files(
             mode="append",
             partition_by=partition_by,
             storage_options=options or None,
-            commit_properties=spec.commit.properties(),
+            commit_properties=commit.properties(),
         )
     elif adds or spec.commit_mode == "overwrite":
         filters = (
@@ -369,15 +390,32 @@ def commit_files(
             schema=spec.schema,
             partition_by=partition_by,
             partition_filters=filters,
-            commit_properties=spec.commit.properties(),
+            commit_properties=commit.properties(),
         )
     else:
         # Appending nothing: no commit, so history does not fill with empty versions.
         return WriteResult(version=table.version(), rows=0, files=0)
     table = open_table(uri, storage_options=options)
     assert table is not None
-    rows = sum(f.metadata.num_rows for f in files)
     return WriteResult(version=table.version(), rows=rows, files=len(files))
+
+
+def _files_replaced(table: DeltaTable | None, spec: WriteSpec) -> int:
+    """How many live files the commit of `spec` removes."""
+    if table is None or spec.commit_mode != "overwrite":
+        return 0
+    actions = add_actions(table)
+    if not spec.replace:
+        return int(actions.num_rows)
+    removed = pa.array([True] * actions.num_rows, pa.bool_())
+    for column, values in spec.replace.items():
+        hit = pc.is_in(actions.column(f"partition.{column}"), pa.array(sorted(set(values))))
+        removed = pc.and_(removed, pc.fill_null(hit, False))
+    return int(pc.sum(removed).as_py() or 0)
+
+
+# Write metrics `commit_files` stores as commit metadata (see there).
+_WRITE_METRICS = ("num_added_rows", "num_added_files", "num_removed_files")
 
 
 def _stat_value(value: Any) -> Any:
