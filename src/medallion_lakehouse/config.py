@@ -197,7 +197,7 @@ class Settings(BaseSettings):
         "than this warns / fails the run (exit 3).",
     )
     # Bounded by default: with DuckDB's own default (80 % of RAM) a 10M-row run peaked at
-    # 5.6 GiB, with 3GB at 3.6 GiB, run times within noise (docs/benchmarks.md).
+    # 5.6 GiB, with 3GB at 3.6 GiB, run times within noise (docs/benchmarks.md, 2026-11-28).
     duckdb_memory_limit: str | None = Field(
         default=DEFAULT_DUCKDB_MEMORY_LIMIT,
         description="DuckDB memory_limit, e.g. '3GB' (default) or '80%' (DuckDB's own default); "
