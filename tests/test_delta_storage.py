@@ -86,3 +86,20 @@ def test_row_groups_are_bounded_so_open_partition_files_stay_small(tmp_path: Pat
     meta = pq.ParquetFile(path).metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     assert sum(sizes) == rows and max(sizes) <= ROW_GROUP_ROWS and len(sizes) == 3
+
+
+def test_files_in_partitions_lists_the_live_files_of_those_values(tmp_path: Path) -> None:
+    from deltalake import DeltaTable
+
+    from medallion_lakehouse.storage.delta import files_in_partitions
+
+    uri = str(tmp_path / "t")
+    schema = pa.schema([("sale_id", pa.string()), ("sale_month", pa.string())])
+    spec = WriteSpec(schema=schema, commit=CommitInfo("r", "test"), partition_by=["sale_month"])
+    months = ["2025-01", "2025-01", "2025-02", None]
+    write_arrow(uri, pa.table({"sale_id": list("abcd"), "sale_month": months}, schema=schema), spec)
+    table = DeltaTable(uri)
+    january = files_in_partitions(table, {"sale_month": ["2025-01", "2025-03"]})
+    assert january.column("num_records").to_pylist() == [2]
+    assert files_in_partitions(table, {}).num_rows == 3  # no columns: every live file
+    assert files_in_partitions(table, {"sale_month": []}).num_rows == 0

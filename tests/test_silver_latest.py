@@ -106,18 +106,21 @@ def test_latest_with_no_repeated_id_returns_every_row(duck: DuckDBEngine) -> Non
     assert winners(duck, rows, True) == {r["sale_id"]: r["status"] for r in rows}
 
 
-@pytest.mark.spark
-@pytest.mark.slow
-@needs_java
-def test_latest_agrees_on_spark() -> None:
+@pytest.fixture
+def spark() -> Iterator[Engine]:
     from medallion_lakehouse.engines import spark_engine as se
 
     engine = se.SparkEngine(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
-    try:
-        rows = versions(seed=11)
-        assert winners(engine, rows, True) == expected(rows)
-    finally:
-        engine.close()
+    yield engine
+    engine.close()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@needs_java
+def test_latest_agrees_on_spark(spark: Engine) -> None:
+    rows = versions(seed=11)
+    assert winners(spark, rows, True) == expected(rows)
 
 
 # -- the first load's path: the replaced rows picked from narrow columns ---------------------
@@ -198,11 +201,5 @@ def test_superseded_rows_leave_the_newest_valid_version(duck: DuckDBEngine) -> N
 @pytest.mark.spark
 @pytest.mark.slow
 @needs_java
-def test_superseded_agrees_on_spark() -> None:
-    from medallion_lakehouse.engines import spark_engine as se
-
-    engine = se.SparkEngine(master="local[2]", conf={"spark.sql.shuffle.partitions": "4"})
-    try:
-        latest_of_narrowed(engine, seed=13)
-    finally:
-        engine.close()
+def test_superseded_agrees_on_spark(spark: Engine) -> None:
+    latest_of_narrowed(spark, seed=13)

@@ -179,6 +179,15 @@ class Lake:
         """Distinct non-null values of a column, from file statistics where they suffice."""
         return delta.distinct_values(self.uri(name), column, storage_options=self.storage_options)
 
+    def rows_in(self, name: str, values: Mapping[str, Sequence[str]]) -> int | None:
+        """Rows the current version holds in these partitions, from the log's file statistics
+        (None: a file without a row count)."""
+        table = delta.open_table(self.uri(name), storage_options=self.storage_options)
+        if table is None:
+            return 0
+        counts = delta.files_in_partitions(table, values).column("num_records").to_pylist()
+        return None if any(n is None for n in counts) else sum(counts)
+
     def delete_where(self, name: str, predicate: str, *, commit: CommitInfo) -> int:
         self.check_writable()
         return self.engine.delete_where(self.uri(name), predicate, commit=commit)

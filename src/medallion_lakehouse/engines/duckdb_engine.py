@@ -152,9 +152,13 @@ class DuckDBEngine(Engine):
         Ibis 12's own `to_pyarrow_batches` calls an API duckdb 2.0 removed, so compile the
         expression and stream it through duckdb's relation API.
         """
+        return self.raw.sql(self._sql(expr)).to_arrow_reader(BATCH_ROWS)
+
+    def _sql(self, expr: ir.Expr) -> str:
+        """The expression as DuckDB SQL, its in-memory tables registered."""
         self.backend._run_pre_execute_hooks(expr)
-        sql = self.backend.compile(expr)
-        return self.raw.sql(sql).to_arrow_reader(BATCH_ROWS)
+        sql: str = self.backend.compile(expr)
+        return sql
 
     def to_arrow(self, expr: ir.Expr) -> pa.Table:
         return self.reader(expr).read_all()
@@ -191,8 +195,7 @@ class DuckDBEngine(Engine):
         conformed = expr.select(
             *[expr[f.name].cast(dt.DataType.from_pyarrow(f.type)).name(f.name) for f in spec.schema]
         )
-        self.backend._run_pre_execute_hooks(conformed)
-        sql = self.backend.compile(conformed)
+        sql = self._sql(conformed)
         root = Path(unquote(_local_path(uri))).resolve()
         root.mkdir(parents=True, exist_ok=True)
         partitions = ", ".join(_ident(c) for c in spec.partition_by)

@@ -63,7 +63,6 @@ from medallion_lakehouse.silver.rules import (
     RuleSet,
     breaches,
 )
-from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import CommitInfo
 
 STEP = "silver"
@@ -144,26 +143,6 @@ def _stored_months(lake: Lake) -> list[str]:
     """Months silver/sales holds now (the partition column, read on the driver)."""
     months = lake.read_arrow(SILVER_SALES.name, columns=["sale_month"]).column(0)
     return sorted(m for m in pc.unique(months).to_pylist() if m is not None)
-
-
-def _rows_in_months(lake: Lake, months: list[str]) -> int | None:
-    """Rows silver/sales holds in these months, from the log's file statistics (None: a file
-    without a row count)."""
-    table = delta.open_table(lake.uri(SILVER_SALES.name), storage_options=lake.storage_options)
-    if table is None:
-        return 0
-    actions = delta.add_actions(table)
-    wanted = set(months)
-    counts = [
-        n
-        for month, n in zip(
-            actions.column("partition.sale_month").to_pylist(),
-            actions.column("num_records").to_pylist(),
-            strict=True,
-        )
-        if month in wanted
-    ]
-    return None if any(n is None for n in counts) else sum(counts)
 
 
 def _batch_stats(lake: Lake, parsed: ir.Table, rules: RuleSet) -> list[dict[str, Any]]:
@@ -630,8 +609,8 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
     # The rows the rebuild can hold: the new batches', plus those stored in rebuilt months.
     bound: int | None = sum(b.rows for b in shares)
     if not (full or first_load or append):
-        stored_rows = None if ranged else _rows_in_months(lake, months)
-        bound = None if stored_rows is None else (bound or 0) + stored_rows
+        in_months = None if ranged else lake.rows_in(SILVER_SALES.name, {"sale_month": months})
+        bound = None if in_months is None else sum(b.rows for b in shares) + in_months
     written = _commit(
         lake,
         ctx,

@@ -136,6 +136,9 @@ def history(
     return [commit_entry(c) for c in table.history(limit)]
 
 
+# Write metrics `commit_files` stores as commit metadata (delta-rs' transaction API records
+# none); `commit_entry` moves them into operationMetrics.
+_WRITE_METRICS = ("num_added_rows", "num_added_files", "num_removed_files")
 # Delta Spark's operation metrics under the names delta-rs uses (and `medallion history` shows).
 _METRIC_ALIASES = {
     "numOutputRows": "num_added_rows",
@@ -404,18 +407,19 @@ def _files_replaced(table: DeltaTable | None, spec: WriteSpec) -> int:
     """How many live files the commit of `spec` removes."""
     if table is None or spec.commit_mode != "overwrite":
         return 0
+    return int(files_in_partitions(table, spec.replace or {}).num_rows)
+
+
+def files_in_partitions(table: DeltaTable, values: Mapping[str, Sequence[str]]) -> pa.Table:
+    """The `add_actions` of the live files whose partition values are among `values` (per
+    column; no columns: every live file)."""
     actions = add_actions(table)
-    if not spec.replace:
-        return int(actions.num_rows)
-    removed = pa.array([True] * actions.num_rows, pa.bool_())
-    for column, values in spec.replace.items():
-        hit = pc.is_in(actions.column(f"partition.{column}"), pa.array(sorted(set(values))))
-        removed = pc.and_(removed, pc.fill_null(hit, False))
-    return int(pc.sum(removed).as_py() or 0)
-
-
-# Write metrics `commit_files` stores as commit metadata (see there).
-_WRITE_METRICS = ("num_added_rows", "num_added_files", "num_removed_files")
+    keep = pa.array([True] * actions.num_rows, pa.bool_())
+    for column, wanted in values.items():
+        logged = actions.column(f"partition.{column}")
+        hit = pc.is_in(logged, pa.array(sorted(set(wanted)), type=logged.type))
+        keep = pc.and_(keep, pc.fill_null(hit, False))
+    return actions.filter(keep)
 
 
 def _stat_value(value: Any) -> Any:
