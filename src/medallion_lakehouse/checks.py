@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
-import ibis
-import ibis.expr.types as ir
 import pyarrow as pa
+
+from medallion_lakehouse.lazy_imports import ibis
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 class DeclaredColumn(Protocol):
@@ -44,7 +47,7 @@ class TableContract(Protocol):
 
 
 Severity = Literal["warn", "drop", "fail"]
-RowPredicate = Callable[[ir.Table], ir.BooleanValue]
+RowPredicate: TypeAlias = "Callable[[ir.Table], ir.BooleanValue]"
 
 
 @dataclass(frozen=True)

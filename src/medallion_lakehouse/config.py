@@ -13,18 +13,22 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
     TomlConfigSettingsSource,
 )
 
 from medallion_lakehouse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_settings import (
+        PydanticBaseSettingsSource,
+    )
 
 EngineName = Literal["duckdb", "spark"]
 SeverityName = Literal["warn", "drop", "fail"]

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis
-import ibis.expr.datatypes as dt
-import ibis.expr.types as ir
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from medallion_lakehouse.config import Settings
 from medallion_lakehouse.contracts import TableContract, get_contract
 from medallion_lakehouse.engines import Engine, create_engine
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult, WriteSpec
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    import pyarrow.compute as pc
 
 
 class Lake:
@@ -93,7 +94,7 @@ class Lake:
         schema = self.contract(name).schema
         expr = self.engine.read_delta(self.uri(name), schema=schema, version=version)
         missing = {
-            f.name: ibis.null(dt.DataType.from_pyarrow(f.type)).name(f.name)
+            f.name: ibis.null(ibis.dtype(f.type)).name(f.name)
             for f in schema
             if f.name not in expr.columns
         }

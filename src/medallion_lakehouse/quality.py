@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse.checks import CheckInputs, Severity
@@ -20,6 +20,9 @@ from medallion_lakehouse.errors import QualityGateError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.storage.delta import CommitInfo
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ from dataclasses import asdict, dataclass, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from rich.console import Console
 from rich.errors import MarkupError
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)

@@ -10,17 +10,14 @@ import json
 import sys
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
-    Task,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -30,6 +27,13 @@ from rich.text import Text
 
 from medallion_lakehouse.cli.app import OUTPUT, plain
 from medallion_lakehouse.pipeline.context import StepResult
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.progress import (
+        Task,
+        TaskID,
+    )
 
 STATE_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow", "interrupted": "red"}
 _MARK = {"ok": "✓", "failed": "✗", "skipped": "-", "interrupted": "!"}

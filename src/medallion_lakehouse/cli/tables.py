@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
 from rich import box
 from rich.table import Table
-from rich.text import Text
 
 from medallion_lakehouse import freshness
 from medallion_lakehouse.attention import needs_attention
@@ -37,6 +36,9 @@ from medallion_lakehouse.errors import ConfigError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.status import lake_status, rows_removed
 from medallion_lakehouse.storage.maintenance import missing_files
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 TableArg = Annotated[str, typer.Argument(help="Table name, e.g. bronze/sales or silver/sales.")]
 READ_EXIT_CODES = "Exit codes: 0 ok; 2 unknown table, bad option or a workspace that is not one."

@@ -13,13 +13,14 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any
-
-import ibis
-import ibis.expr.types as ir
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from medallion_lakehouse.storage.delta import CommitInfo, WriteResult, WriteSpec
+
+if TYPE_CHECKING:
+    import ibis
+    import ibis.expr.types as ir
+    import pyarrow as pa
 
 
 class Engine(ABC):

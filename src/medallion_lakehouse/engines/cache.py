@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING
 
 from medallion_lakehouse.engines.base import Engine
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 class StepCache:

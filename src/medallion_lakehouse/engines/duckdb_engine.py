@@ -9,16 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import ibis
-import ibis.expr.datatypes as dt
-import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from medallion_lakehouse.config import DEFAULT_DUCKDB_MEMORY_LIMIT
 from medallion_lakehouse.engines.base import Engine
 from medallion_lakehouse.errors import ConfigError
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import (
     HIVE_NULL,
@@ -31,6 +28,8 @@ from medallion_lakehouse.storage.delta import (
 
 if TYPE_CHECKING:
     import duckdb
+    import ibis.expr.types as ir
+    from deltalake import DeltaTable
 
 _names = itertools.count()
 BATCH_ROWS = 256 * 1024
@@ -193,7 +192,7 @@ class DuckDBEngine(Engine):
 
     def _copy_and_commit(self, expr: ir.Table, uri: str, spec: WriteSpec) -> WriteResult:
         conformed = expr.select(
-            *[expr[f.name].cast(dt.DataType.from_pyarrow(f.type)).name(f.name) for f in spec.schema]
+            *[expr[f.name].cast(ibis.dtype(f.type)).name(f.name) for f in spec.schema]
         )
         sql = self._sql(conformed)
         root = Path(unquote(_local_path(uri))).resolve()

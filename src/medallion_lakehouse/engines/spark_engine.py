@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ibis
-import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse.engines.base import Engine
@@ -34,6 +32,7 @@ from medallion_lakehouse.engines.spark_session import (
     stop_spark,
 )
 from medallion_lakehouse.errors import MissingDependencyError
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.storage import delta
 from medallion_lakehouse.storage.delta import (
     CommitInfo,
@@ -43,6 +42,7 @@ from medallion_lakehouse.storage.delta import (
 )
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
     from pyspark.sql import DataFrame
     from pyspark.sql.types import DataType, StructType
 

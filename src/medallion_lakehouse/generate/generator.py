@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from medallion_lakehouse import __version__
 from medallion_lakehouse.errors import MedallionError
@@ -36,6 +36,9 @@ from medallion_lakehouse.generate.sales import (
     render,
 )
 from medallion_lakehouse.generate.writers import EXTENSIONS, LandingWriter, open_writer
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 ProgressCallback = Callable[[int], None]
 LATE_MIN_DAYS, LATE_MAX_DAYS = 14, 56  # late rows are two to eight weeks old

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import ibis
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING
 
 from medallion_lakehouse.checks import (
     Check,
@@ -13,6 +12,10 @@ from medallion_lakehouse.checks import (
     unique_key,
 )
 from medallion_lakehouse.gold.money import money_sum
+from medallion_lakehouse.lazy_imports import ibis
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 SILVER = "silver/sales"
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING
 
 from medallion_lakehouse.contracts import TableContract
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.types as ir
+from medallion_lakehouse.lazy_imports import ibis
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 MONEY_TYPE = "decimal(14, 2)"
-_CENT = ibis.literal(Decimal("0.01"), "decimal(18, 2)")
+_CENT = Decimal("0.01")
 
 
 def money_sum(values: ir.DecimalColumn, where: ir.BooleanValue | None = None) -> ir.DecimalScalar:
@@ -25,5 +28,7 @@ def average_cents(amount: ir.DecimalValue, count: ir.IntegerValue) -> ir.Decimal
     """
     cents = (amount * 100).cast("int64")
     rounded = (cents * 2 + count) // (count * 2)
-    value = (rounded.cast("decimal(18, 2)") * _CENT).cast(MONEY_TYPE)
+    value = (rounded.cast("decimal(18, 2)") * ibis.literal(_CENT, "decimal(18, 2)")).cast(
+        MONEY_TYPE
+    )
     return ibis.ifelse(count > 0, value, ibis.null(MONEY_TYPE))

@@ -30,9 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse import quality as quality
@@ -42,6 +41,9 @@ from medallion_lakehouse.gold.contract import GOLD_WATERMARK
 from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 SILVER = "silver/sales"
 SILVER_CHANGES = "_meta/silver_changes"  # silver's change log (optional)

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING, Any
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.errors import MedallionError
@@ -24,6 +22,9 @@ from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.silver import reference, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.rules import RULES
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 _RULE = {r.name: r for r in RULES}
 

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import ibis
-import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse import intents
@@ -29,12 +27,16 @@ from medallion_lakehouse.engines import Engine
 from medallion_lakehouse.gold import step as gold_step
 from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.meta import QUALITY
 from medallion_lakehouse.pipeline.context import StepContext
 from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver import step as silver_step
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.rules import RuleSet, breaches
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 FileAction = Literal["ingest", "skip", "defer", "fail"]
 PLANNED = "planned:"  # batch id prefix of a landing file not ingested yet

@@ -12,15 +12,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from medallion_lakehouse.contracts import TableContract, all_contracts
 from medallion_lakehouse.errors import MedallionError, TableNotFoundError
 from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.storage.delta import add_actions, open_table
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 # Statements that only read. Anything else (INSERT, COPY, ATTACH, SET, CREATE...) is refused.
 READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})

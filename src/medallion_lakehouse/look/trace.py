@@ -14,21 +14,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
-
-import ibis
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING, Any, Literal
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES, SOURCE_COLUMNS
 from medallion_lakehouse.errors import MedallionError
 from medallion_lakehouse.gold.tables import GOLD_TABLES
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.look import versions as dv
 from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.rules import RuleSet
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 Outcome = Literal["current", "superseded", "quarantined", "pending"]
 KEYS = ("_batch_id", "_source_line")

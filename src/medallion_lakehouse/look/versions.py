@@ -11,12 +11,14 @@ logarithmic number of snapshot loads (log only, no data files):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from medallion_lakehouse.storage.delta import add_actions, open_table
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 Snapshot: TypeAlias = pa.Table  # the add actions of one version, flattened
 

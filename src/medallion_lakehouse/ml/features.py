@@ -8,11 +8,13 @@ cutoff can leak in (tests/test_ml_features.py proves it by changing the future).
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.types as ir
-
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.ml.contract import CUSTOMER_FEATURES, MONEY
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 COMPLETED = "completed"
 RETURNED = "returned"

@@ -8,11 +8,13 @@ without being the label (the original's ROC AUC 1.0 came from exactly that overl
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.types as ir
-
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.ml.features import COMPLETED, customer_features
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 def returning_customers(silver: ir.Table, as_of: date, horizon_days: int) -> ir.Table:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -29,6 +28,9 @@ from medallion_lakehouse.ml.evaluate import (
     snapshot_problem,
 )
 from medallion_lakehouse.ml.features import FEATURE_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABEL = "churned"
 BASELINE_FEATURES: tuple[str, ...] = ("recency_days",)

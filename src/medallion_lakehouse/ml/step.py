@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +34,9 @@ from medallion_lakehouse.ml.model import (
 )
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.storage.delta import CommitInfo
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 SILVER = "silver/sales"
 STEP = "ml"

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis
-import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
@@ -23,12 +21,16 @@ from medallion_lakehouse.errors import TableNotFoundError
 from medallion_lakehouse.gold.tables.daily_sales import DAILY_SALES
 from medallion_lakehouse.gold.tables.product_store_daily import PRODUCT_STORE_DAILY
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.meta import INGESTED_FILES, QUALITY, RUNS
 from medallion_lakehouse.ml import card as cards
 from medallion_lakehouse.ml.contract import MODEL_METRICS
 from medallion_lakehouse.silver import reference
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.status import TableStatus, table_status
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 def lineage_columns(

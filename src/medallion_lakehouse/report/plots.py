@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from html import escape
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 
@@ -25,13 +25,15 @@ matplotlib.use("Agg")  # no display, no GUI toolkit; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.colors import LinearSegmentedColormap
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from medallion_lakehouse.report.data import ChurnCurves, lineage_columns, lineage_edges
 from medallion_lakehouse.status import TableStatus
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 # One palette for the whole report (colour-blind safe, Okabe-Ito based).
 INK = "#1f2933"

@@ -10,18 +10,19 @@ silver row that does not match its bronze record is caught too.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import ibis
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING, Any
 
 from medallion_lakehouse.bronze.contract import BRONZE_SALES
 from medallion_lakehouse.engines.cache import StepCache
 from medallion_lakehouse.lake import Lake
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.silver import held, reference, transform
 from medallion_lakehouse.silver.contract import SILVER_BATCHES, SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.rules import RuleSet
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 
 @dataclass

@@ -21,14 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.types as ir
 import pyarrow as pa
 
 from medallion_lakehouse.checks import RowRule, Severity
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.silver import standardise as std
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
     from medallion_lakehouse.config import Settings
 
 QUARANTINE_SHARE_RULE = "quarantine_share"

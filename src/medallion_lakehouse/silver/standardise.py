@@ -21,11 +21,16 @@ date that does not exist (`2025-02-30`) is unparseable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.types as ir
+from medallion_lakehouse.lazy_imports import ibis
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 # The seed's catalogue, keyed by the case-folded spelling.
 CATALOGUE: dict[str, str] = {
@@ -62,18 +67,31 @@ _DAY_FIRST_RE = r"^(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?,?\s+(\d{4})$"
 _INTEGER_RE = r"^\+?(\d{1,9})(?:\.0*)?$"
 
 
-@ibis.udf.scalar.builtin(name="trim")
-def _trim(value: str) -> str:  # type: ignore[empty-body]
-    """SQL TRIM: strips spaces on both DuckDB and Spark.
+@functools.cache
+def _builtins() -> SimpleNamespace:
+    """The engines' own SQL functions, declared on first use (declaring them loads ibis)."""
 
-    Ibis' own `strip()` compiles to `TRIM(x, ' \t\n')` on DuckDB, 2.5x slower per column; tabs
-    and newlines around a field are rare enough that both engines' plain TRIM is the rule here.
-    """
+    @ibis.udf.scalar.builtin(name="trim")
+    def trim(value: str) -> str:  # type: ignore[empty-body]
+        """SQL TRIM: strips spaces on both DuckDB and Spark.
+
+        Ibis' own `strip()` compiles to `TRIM(x, ' \t\n')` on DuckDB, 2.5x slower per column;
+        tabs and newlines around a field are rare enough that both engines' plain TRIM is the
+        rule here.
+        """
+
+    @ibis.udf.scalar.builtin(name="get_json_object")
+    def get_json_object(json: str, path: str) -> str:  # type: ignore[empty-body]
+        """Spark's get_json_object; the DuckDB engine defines a macro of that name over
+        json_extract_string (Ibis' own JSON access returns quoted JSON text on DuckDB and runs a
+        Python UDF to unwrap it on Spark)."""
+
+    return SimpleNamespace(trim=trim, get_json_object=get_json_object)
 
 
 def trim(value: ir.StringValue) -> ir.StringValue:
     """The value without leading and trailing spaces."""
-    return _trim(value)
+    return _builtins().trim(value)
 
 
 def clean_text(value: ir.StringValue) -> ir.StringValue:
@@ -209,13 +227,6 @@ def in_catalogue(
     return product_value.isin(sorted(catalogue.values())).fill_null(False)
 
 
-@ibis.udf.scalar.builtin(name="get_json_object")
-def _json_member(json: str, path: str) -> str:  # type: ignore[empty-body]
-    """Spark's get_json_object; the DuckDB engine defines a macro of that name over
-    json_extract_string (Ibis' own JSON access returns quoted JSON text on DuckDB and runs a
-    Python UDF to unwrap it on Spark)."""
-
-
 _JSON_KEY_RE = r"^[A-Za-z0-9 _-]+$"
 
 
@@ -229,7 +240,7 @@ def json_key_ok(key: str) -> bool:
 def json_member(json: ir.StringValue, key: str) -> ir.StringValue:
     """The string member `key` of a JSON object in text (NULL when absent or null)."""
     assert json_key_ok(key), key
-    return _json_member(json, ibis.literal(f"$.{key}"))
+    return _builtins().get_json_object(json, ibis.literal(f"$.{key}"))
 
 
 def cents(value: ir.DecimalValue) -> ir.IntegerValue:

@@ -31,9 +31,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -64,6 +63,9 @@ from medallion_lakehouse.silver.rules import (
     breaches,
 )
 from medallion_lakehouse.storage.delta import CommitInfo
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 STEP = "silver"
 FULL_REFRESH = "full_refresh"

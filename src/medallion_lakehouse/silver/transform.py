@@ -7,11 +7,9 @@ Spark. `step.py` wires them to the lake.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import ibis
-import ibis.expr.datatypes as dt
-import ibis.expr.types as ir
-
+from medallion_lakehouse.lazy_imports import ibis
 from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import SILVER_QUARANTINE, SILVER_SALES
 from medallion_lakehouse.silver.rules import (
@@ -20,6 +18,9 @@ from medallion_lakehouse.silver.rules import (
     first_failed,
     reason_of,
 )
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 # Up to this many products, a CASE maps spellings to the catalogue's (cheapest for a handful);
 # a bigger catalogue is a small table joined on the case-folded name (a CASE of 4,000 branches
@@ -326,10 +327,7 @@ def conform(rows: ir.Table) -> ir.Table:
 
     Engines infer different precisions for the same decimal arithmetic (Spark: decimal(22,2)).
     """
-    columns = [
-        rows[f.name].cast(dt.DataType.from_pyarrow(f.type)).name(f.name)
-        for f in SILVER_SALES.schema
-    ]
+    columns = [rows[f.name].cast(ibis.dtype(f.type)).name(f.name) for f in SILVER_SALES.schema]
     if PRIORITY in rows.columns:
         columns.append(rows[PRIORITY].cast("int8").name(PRIORITY))
     return rows.select(*columns)

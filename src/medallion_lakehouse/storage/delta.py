@@ -22,11 +22,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from deltalake import (
     ColumnProperties,
     CommitProperties,
@@ -37,6 +36,9 @@ from deltalake import (
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from deltalake.transaction import AddAction, create_table_with_add_actions
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 WriteMode = Literal["append", "overwrite"]
 # The folder name Hive-style writers (Spark, delta-rs) give a null partition value.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import ibis.expr.types as ir
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from medallion_lakehouse.contracts import Column, TableContract
@@ -10,6 +11,9 @@ from medallion_lakehouse.gold.checks import SILVER, standard_checks
 from medallion_lakehouse.gold.contract import MONEY, SALE_DATE, SALE_MONTH
 from medallion_lakehouse.gold.model import GoldTable
 from medallion_lakehouse.gold.money import money_sum
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 PRODUCT_STORE_DAILY = TableContract(
     name="gold/product_store_daily",
