@@ -278,6 +278,27 @@ def test_quality_gate_holds_one_batch_and_later_batches_go_on(lake: Lake) -> Non
         assert assert_audit_ok(relaxed).held_batches == []
 
 
+def test_first_load_rebuilds_the_months_of_its_valid_rows_only(lake: Lake) -> None:
+    # The months come from the batch statistics: a quarantined row's month and a held batch's
+    # months are not written (nor logged in _meta/silver_changes).
+    going = [
+        sale("S1", sale_date="2025-01-10"),
+        sale("S2", sale_date="2025-03-02"),
+        sale("S3", sale_date="2025-03-20"),
+        sale("B1", sale_date="2025-05-05", quantity="zero"),
+    ]
+    held_rows = [sale("H1", sale_date="2025-07-01", quantity="0"), sale("H2", quantity="x")]
+    files = [land(lake, "a.csv", going), land(lake, "b.csv", held_rows)]
+    ingest(lake, run_id=new_run_id(), files=files)
+    with Lake(load_settings(lake.settings.workspace, quarantine_fail_share=0.5)) as lk:
+        result = step.run(lk, StepContext(run_id=new_run_id()))
+        assert len(result.metrics["held_batches"]) == 1
+        assert result.metrics["affected_months"] == ["2025-01", "2025-03"]
+        assert set(silver_rows(lk)) == {"S1", "S2", "S3"}
+        changes = lk.read_arrow("_meta/silver_changes").to_pylist()
+        assert sorted(c["sale_month"] for c in changes) == ["2025-01", "2025-03"]
+
+
 @pytest.mark.parametrize(
     ("decision", "in_silver", "quarantined"),
     [

@@ -47,7 +47,6 @@ from medallion_lakehouse.lake import Lake
 from medallion_lakehouse.meta import INGESTED_FILES
 from medallion_lakehouse.pipeline.context import StepContext, StepResult
 from medallion_lakehouse.silver import held, reference, transform
-from medallion_lakehouse.silver import standardise as std
 from medallion_lakehouse.silver.contract import (
     SILVER_BATCHES,
     SILVER_CHANGES,
@@ -581,8 +580,9 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
             rebuild = transform.with_lateness(transform.typed(latest), wm_table)
         else:
             rebuild = transform.latest(fresh, order)
-        valid = new_parsed.filter(new_parsed._drop_rule.isnull())
-        months = _distinct(lake, std.sale_month(valid.p_sale_date).name("sale_month"))
+        # The batches going on (held ones are out of `stats`) rebuild the months of their
+        # valid rows; no stored month is read.
+        months = sorted({m for st in stats for m in st["sale_months"] or ()})
     else:
         # Months of stored versions of the fresh sale_ids: a sale that moves month leaves its
         # old month too.

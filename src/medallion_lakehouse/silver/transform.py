@@ -191,7 +191,8 @@ def rule_failures(parsed: ir.Table, rules: RuleSet) -> dict[str, ir.IntegerValue
 
 
 def batch_stats(parsed: ir.Table, rules: RuleSet) -> ir.Table:
-    """Per bronze batch: rows, dropped rows, newest valid sale_date, failures per rule.
+    """Per bronze batch: rows, dropped rows, newest valid sale_date, the months of its valid
+    rows (`sale_months`), failures per rule.
 
     `dropped_ungated` counts the rows the quarantine-share gate weighs: those breaking a drop
     rule without a fail_share of its own (all dropped rows unless some rule has one).
@@ -215,6 +216,9 @@ def batch_stats(parsed: ir.Table, rules: RuleSet) -> ir.Table:
         dropped=(~valid).cast("int64").sum(),
         dropped_ungated=dropped_ungated,
         max_sale_date=parsed.p_sale_date.max(where=valid),
+        # In the same pass: a first load's months need no read of the cached parse of their own
+        # (a read of the spill folder once the batch outgrows DuckDB's memory limit).
+        sale_months=std.sale_month(parsed.p_sale_date).collect(where=valid, distinct=True),
         **rule_failures(parsed, rules),
     )
 
