@@ -88,6 +88,57 @@ def test_row_groups_are_bounded_so_open_partition_files_stay_small(tmp_path: Pat
     assert sum(sizes) == rows and max(sizes) <= ROW_GROUP_ROWS and len(sizes) == 3
 
 
+def test_a_small_write_is_split_in_two_row_groups_so_both_threads_read_it(tmp_path: Path) -> None:
+    """DuckDB scans one row group per thread: a late batch of 100k rows in one group was
+    parsed on one core. A write known to be small is cut in halves, not below MIN_SPLIT_ROWS."""
+    import pyarrow.parquet as pq
+
+    from medallion_lakehouse.storage.delta import MIN_SPLIT_ROWS, ROW_GROUP_ROWS, row_group_rows
+
+    assert row_group_rows(None) == ROW_GROUP_ROWS  # a stream of unknown size
+    assert row_group_rows(2 * ROW_GROUP_ROWS + 1) == ROW_GROUP_ROWS
+    assert row_group_rows(100_001) == 50_001
+    assert row_group_rows(1_000) == MIN_SPLIT_ROWS
+
+    def groups(data: pa.Table | pa.RecordBatchReader, name: str, **spec: int) -> list[int]:
+        write_arrow(str(tmp_path / name), data, WriteSpec(schema, COMMIT, **spec))
+        [path] = list((tmp_path / name).glob("*.parquet"))
+        meta = pq.ParquetFile(path).metadata
+        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    rows = 3 * MIN_SPLIT_ROWS
+    data = pa.table({"id": pa.array(range(rows), pa.int64())})
+    schema = data.schema
+    half = rows // 2
+    assert groups(data, "table") == [half, half]  # a table knows its size
+    assert groups(data.to_reader(), "bounded", rows=rows + 10) == [half + 5, half - 5]
+    assert groups(data.to_reader(), "unknown") == [rows]
+
+
+def test_bronze_passes_the_line_count_as_its_row_bound(tmp_path: Path) -> None:
+    """An ingested file's rows land in two row groups (the digest's line count bounds them)."""
+    import pyarrow.parquet as pq
+
+    from medallion_lakehouse.bronze.ingest import ingest
+    from medallion_lakehouse.config import load_settings
+    from medallion_lakehouse.lake import Lake
+    from medallion_lakehouse.storage.delta import MIN_SPLIT_ROWS
+
+    rows = 2 * MIN_SPLIT_ROWS + 100
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    lines = ["sale_date,store_id,customer_id,product,quantity,unit_price,total,status"]
+    row = "2025-01-{:02d},NW-001,c{},Laptop,1,10.00,10.00,completed"
+    lines += [row.format(1 + i % 28, i) for i in range(rows)]
+    (landing / "a.csv").write_text("\n".join(lines) + "\n")
+    with Lake(load_settings(tmp_path)) as lake:
+        result = ingest(lake, run_id="r1", settle_seconds=0)
+    assert result.rows == rows, result
+    [path] = list((tmp_path / "data" / "lake" / "bronze" / "sales").rglob("*.parquet"))
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_rows == rows and meta.num_row_groups == 2
+
+
 def test_files_in_partitions_lists_the_live_files_of_those_values(tmp_path: Path) -> None:
     from deltalake import DeltaTable
 

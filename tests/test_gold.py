@@ -236,6 +236,7 @@ def test_daily_sales_hand_computed(lake: Lake) -> None:
     assert rows[D2]["revenue"] == Decimal("0.00")
     assert rows[D2]["average_ticket"] is None
     assert rows[D2]["cancelled_amount"] == Decimal("7.00")
+    assert rows[D2]["distinct_customers"] == 0  # no completed (day, customer) pair to join
     ps = gold_rows(lake, PRODUCT_STORE_DAILY.name, PRODUCT_STORE_DAILY.key)
     assert ps == {
         (D1, "Laptop", "NW-001"): {

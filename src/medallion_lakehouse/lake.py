@@ -124,11 +124,13 @@ class Lake:
         commit: CommitInfo,
         mode: WriteMode = "append",
         replace: Mapping[str, Sequence[str]] | None = None,
+        rows: int | None = None,
     ) -> WriteResult:
+        """Commit Arrow `data` to table `name`; `rows`: at most how many it holds, when known
+        (a table knows its own)."""
         self.check_writable()
-        return self.engine.write_arrow(
-            data, self.uri(name), self._spec(name, commit, mode, replace)
-        )
+        spec = dataclasses.replace(self._spec(name, commit, mode, replace), rows=rows)
+        return self.engine.write_arrow(data, self.uri(name), spec)
 
     def _spec(
         self,

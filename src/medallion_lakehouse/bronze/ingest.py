@@ -786,7 +786,7 @@ def _write_rows(
     """
     options = options or readers.ReaderOptions()
 
-    def commit_batches(batches: Iterable[pa.RecordBatch]) -> int:
+    def commit_batches(batches: Iterable[pa.RecordBatch], most: int | None = None) -> int:
         stream = _lineage(batches, lineage)
         first = next(stream, None)
         if first is None:
@@ -801,7 +801,7 @@ def _write_rows(
 
         if not write:
             return sum(batch.num_rows for batch in chained())
-        return lake.write_arrow(BRONZE_SALES.name, chained(), commit=commit).rows
+        return lake.write_arrow(BRONZE_SALES.name, chained(), commit=commit, rows=most).rows
 
     try:
         if fmt == "jsonl":
@@ -815,15 +815,19 @@ def _write_rows(
         # digest counted the lines of an uncompressed file (and found no NUL byte in it).
         data_lines = info.data_lines if readers.compression_of(path) is None else None
         try:
+            # A row takes at least one line: the count bounds the rows (their row groups).
             return commit_batches(
-                readers.stream_csv_fast(path, header, report, data_lines, options=options)
+                readers.stream_csv_fast(path, header, report, data_lines, options=options),
+                data_lines,
             )
         except Exception:
             # The Delta writer wraps errors raised inside the stream; the flags tell them apart.
             if report.unreadable is not None or not report.fast_path_failed:
                 raise
         report.reset()
-        return commit_batches(readers.stream_csv_slow(path, header, report, options=options))
+        return commit_batches(
+            readers.stream_csv_slow(path, header, report, options=options), data_lines
+        )
     except readers.FileUnreadableError:
         raise
     except Exception as exc:

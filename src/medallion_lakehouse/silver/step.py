@@ -140,6 +140,11 @@ def _distinct(lake: Lake, column: ir.Column) -> list[Any]:
     return sorted(v for v in table.column(0).to_pylist() if v is not None)
 
 
+def _valid_months(stats: list[dict[str, Any]]) -> list[str]:
+    """The months of the batches' valid rows, from their statistics (`transform.batch_stats`)."""
+    return sorted({m for st in stats for m in st["sale_months"] or ()})
+
+
 def _stored_months(lake: Lake) -> list[str]:
     """Months silver/sales holds now (the partition column, read on the driver)."""
     months = lake.read_arrow(SILVER_SALES.name, columns=["sale_month"]).column(0)
@@ -582,16 +587,18 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
             rebuild = transform.latest(fresh, order)
         # The batches going on (held ones are out of `stats`) rebuild the months of their
         # valid rows; no stored month is read.
-        months = sorted({m for st in stats for m in st["sale_months"] or ()})
+        months = _valid_months(stats)
     else:
         # Months of stored versions of the fresh sale_ids: a sale that moves month leaves its
         # old month too.
         stored = _distinct(lake, existing.filter(existing.sale_id.isin(fresh.sale_id)).sale_month)
-        touched = fresh.select("sale_month")
         if ranged:
             in_range = existing.filter(existing.sale_date.between(lo, hi))
-            touched = touched.union(in_range.select("sale_month"))
-        months = sorted(set(_distinct(lake, touched.sale_month)) | set(stored))
+            touched = fresh.select("sale_month").union(in_range.select("sale_month"))
+            months = sorted(set(_distinct(lake, touched.sale_month)) | set(stored))
+        else:
+            # `fresh` is the batches' valid rows, whose months the statistics hold already.
+            months = sorted(set(_valid_months(stats)) | set(stored))
         if not ranged and not stored:
             # No fresh sale_id is stored yet (the common late batch: new sales): rebuilding its
             # months would rewrite every stored row of them unchanged (latest(kept ∪ fresh) =

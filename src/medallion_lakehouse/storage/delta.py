@@ -281,6 +281,7 @@ def write_arrow(
     """Write Arrow data as one commit, as `spec` says (see WriteSpec)."""
     if isinstance(data, pa.Table):
         batches: Iterable[pa.RecordBatch] = data.to_batches()
+        spec = dataclasses.replace(spec, rows=data.num_rows)
     else:
         batches = data
     counter = _CountingReader(batches, spec.schema)
@@ -310,12 +311,23 @@ def write_arrow(
 # months held 2.4 GiB, with this 1.1 GiB in the same time (bench in docs/benchmarks.md). DuckDB's
 # own row groups are 122,880 rows, so readers see groups of the size they are made for.
 ROW_GROUP_ROWS = 128 * 1024
+# DuckDB scans a Parquet file one row group per thread, so a small batch written as one group
+# (a 1 % late batch: 100k rows) was parsed by one of two cores. A write known to hold at most
+# two groups' worth is split in two halves, down to groups of this many rows.
+MIN_SPLIT_ROWS = 16 * 1024
+
+
+def row_group_rows(rows: int | None) -> int:
+    """Rows per Parquet row group for a write of at most `rows` rows (None: not known)."""
+    if rows is None or rows > 2 * ROW_GROUP_ROWS:
+        return ROW_GROUP_ROWS
+    return max(MIN_SPLIT_ROWS, -(-rows // 2))
 
 
 def _writer_properties(spec: WriteSpec) -> WriterProperties:
     plain = [c for c in spec.unique_columns if c in spec.schema.names]
     return WriterProperties(
-        max_row_group_size=ROW_GROUP_ROWS,
+        max_row_group_size=row_group_rows(spec.rows),
         column_properties={c: ColumnProperties(dictionary_enabled=False) for c in plain} or None,
     )
 
