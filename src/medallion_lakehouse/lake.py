@@ -8,7 +8,6 @@ live files, statistics).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +111,7 @@ class Lake:
     ) -> WriteResult:
         """Commit `expr` to table `name`; `rows`: at most how many it holds, when known."""
         self.check_writable()
-        spec = dataclasses.replace(self._spec(name, commit, mode, replace), rows=rows)
+        spec = self._spec(name, commit, mode, replace, rows)
         return self.engine.write_delta(expr, self.uri(name), spec)
 
     # -- Arrow from and to the driver (bronze ingest, metadata tables) ---------------------
@@ -129,7 +128,7 @@ class Lake:
         """Commit Arrow `data` to table `name`; `rows`: at most how many it holds, when known
         (a table knows its own)."""
         self.check_writable()
-        spec = dataclasses.replace(self._spec(name, commit, mode, replace), rows=rows)
+        spec = self._spec(name, commit, mode, replace, rows)
         return self.engine.write_arrow(data, self.uri(name), spec)
 
     def _spec(
@@ -138,6 +137,7 @@ class Lake:
         commit: CommitInfo,
         mode: WriteMode,
         replace: Mapping[str, Sequence[str]] | None,
+        rows: int | None,
     ) -> WriteSpec:
         """A write of table `name`: schema and partitioning from its contract."""
         contract = self.contract(name)
@@ -148,6 +148,7 @@ class Lake:
             partition_by=tuple(contract.partition_by),
             replace=replace,
             unique_columns=contract.unique_columns,
+            rows=rows,
         )
 
     def read_arrow(
