@@ -182,7 +182,8 @@ def run_pipeline(
     if memory_limit:
         env["MEDALLION_DUCKDB_MEMORY_LIMIT"] = memory_limit
     landing = ws / "data" / "landing"
-    spill = ws / ".medallion" / "duckdb_tmp"
+    # The engine's scratch: DuckDB's spill folder and the cache databases of large steps.
+    spill = ws / ".medallion"
     results: dict[str, Measure] = {}
     steps: dict[str, dict[str, float]] = {}
     for phase in ("full", "late", "noop"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from deltalake import DeltaTable
 from deltalake.transaction import AddAction
 
 from medallion_lakehouse.config import load_settings
-from medallion_lakehouse.engines import create_engine
+from medallion_lakehouse.engines import create_engine, duckdb_engine
 from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 from medallion_lakehouse.errors import ConfigError
 from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, history, write_arrow
@@ -155,10 +156,10 @@ def test_a_failing_release_does_not_hide_why_the_step_stopped(
     engine = DuckDBEngine()
     try:
 
-        def refuse(self: StepCache, table: object) -> None:
+        def refuse(self: DuckDBEngine, table: object) -> None:
             raise duckdb.Error("Resource In Use Error: connection is busy with another call")
 
-        monkeypatch.setattr(StepCache, "_release", refuse)
+        monkeypatch.setattr(DuckDBEngine, "release_cached", refuse)
         table = engine.from_arrow(pa.table({"x": [1, 2, 3]}))
         with pytest.raises(OSError, match="No space"), StepCache(engine) as cache:
             cache(table)
@@ -284,3 +285,68 @@ def test_a_write_known_to_be_small_streams_into_delta_rs(tmp_path: Path) -> None
             "a",
             "b",
         ]
+
+
+def _cache_files(workspace: Path) -> list[str]:
+    folder = workspace / ".medallion" / "duckdb_cache"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_a_cache_above_its_bound_is_a_database_file_that_goes_with_its_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_engine, "CACHE_MEMORY_MAX_ROWS", 2)
+    engine = create_engine(load_settings(tmp_path))
+    assert isinstance(engine, DuckDBEngine)
+    try:
+        table = engine.from_arrow(pa.table({"x": [1, 2, 3]}))
+        small = engine.cache(table, rows=2)
+        unknown = engine.cache(table)  # no bound: memory, as before
+        assert _cache_files(tmp_path) == []
+        big = engine.cache(table.mutate(y=table.x * 2), rows=3)
+        assert f"cache-{os.getpid()}.duckdb" in _cache_files(tmp_path)  # and its WAL
+        assert duckdb_engine.CACHE_DB in engine._sql(big)
+        assert engine.to_arrow(big.order_by("x")).to_pydict() == {"x": [1, 2, 3], "y": [2, 4, 6]}
+        for cached in (small, unknown):
+            assert duckdb_engine.CACHE_DB not in engine._sql(cached)
+            engine.release_cached(cached)
+        assert _cache_files(tmp_path)  # still holds `big`
+        engine.release_cached(big)
+        assert _cache_files(tmp_path) == []
+    finally:
+        engine.close()
+
+
+def test_a_failed_step_and_a_closed_engine_leave_no_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medallion_lakehouse.engines.cache import StepCache
+
+    monkeypatch.setattr(duckdb_engine, "CACHE_MEMORY_MAX_ROWS", 0)
+    engine = create_engine(load_settings(tmp_path))
+    table = engine.from_arrow(pa.table({"x": [1, 2, 3]}))
+    with pytest.raises(OSError, match="No space"), StepCache(engine) as cache:
+        cache(table, rows=3)
+        assert _cache_files(tmp_path)
+        raise OSError("No space left on device")
+    assert _cache_files(tmp_path) == []
+    engine.cache(table, rows=3)  # never released: closing the engine removes it
+    assert _cache_files(tmp_path)
+    engine.close()
+    assert _cache_files(tmp_path) == []
+
+
+def test_only_cache_files_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead, alive = int(gone.stdout), os.getppid()
+    for name in (f"cache-{dead}.duckdb", f"cache-{dead}.duckdb.wal", f"cache-{alive}.duckdb",
+                 "cache-notes.duckdb", "lake.duckdb"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"x")
+    removed = duckdb_engine.remove_stale_cache_files(tmp_path)
+    assert removed == [tmp_path / f"cache-{dead}.duckdb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"cache-{alive}.duckdb",
+        "cache-notes.duckdb",
+        "lake.duckdb",
+    ]

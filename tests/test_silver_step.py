@@ -628,3 +628,27 @@ def test_a_batch_with_two_lineages_stops_silver_before_its_join_repeats_rows() -
         assert sorted(codes.column("_batch_code").to_pylist()) == [0, 1]
         with pytest.raises(AuditError, match="bronze batch b1 has rows with different lineage"):
             batch_codes(engine, engine.from_arrow(bronze(["a.csv", "renamed.csv"])))
+
+
+def test_a_batch_above_the_cache_bound_parses_through_a_database_file_to_the_same_silver(
+    seed_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medallion_lakehouse.engines import duckdb_engine
+
+    before = content(seed_lake)
+    quarantined = seed_lake.read_arrow("silver/sales_quarantine").num_rows
+    attached: list[int] = []
+    attach = duckdb_engine.DuckDBEngine._attach_cache_file
+
+    def spy(self: duckdb_engine.DuckDBEngine) -> None:
+        attached.append(1)
+        attach(self)
+
+    monkeypatch.setattr(duckdb_engine, "CACHE_MEMORY_MAX_ROWS", 10)
+    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "_attach_cache_file", spy)
+    step.run(seed_lake, StepContext(run_id=new_run_id(), full_refresh=True))
+    assert attached  # the seed's 1,000+ rows went over the bound
+    assert content(seed_lake) == before
+    assert seed_lake.read_arrow("silver/sales_quarantine").num_rows == quarantined
+    assert not list((seed_lake.settings.workspace / ".medallion" / "duckdb_cache").iterdir())
+    assert_audit_ok(seed_lake)

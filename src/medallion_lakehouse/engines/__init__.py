@@ -11,9 +11,12 @@ def create_engine(settings: Settings) -> Engine:
     if settings.engine == "duckdb":
         from medallion_lakehouse.engines.duckdb_engine import DuckDBEngine
 
-        spill = settings.workspace / ".medallion" / "duckdb_tmp"
+        scratch = settings.workspace / ".medallion"
         return DuckDBEngine(
-            settings.storage_options, memory_limit=settings.duckdb_memory_limit, temp_dir=spill
+            settings.storage_options,
+            memory_limit=settings.duckdb_memory_limit,
+            temp_dir=scratch / "duckdb_tmp",
+            cache_dir=scratch / "duckdb_cache",
         )
     if settings.engine == "spark":
         from medallion_lakehouse.engines.spark_engine import SparkEngine

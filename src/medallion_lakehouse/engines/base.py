@@ -79,6 +79,20 @@ class Engine(ABC):
         an engine that preserves insertion order by default may then stream and spill more."""
         return contextlib.nullcontext()
 
+    def cache(self, expr: ir.Table, *, rows: int | None = None) -> ir.Table:
+        """Materialise `expr` for several reads; `rows` bounds its size when it is known (an
+        engine may then keep a large one somewhere other than memory)."""
+        return expr.cache()
+
+    def release_cached(self, table: ir.Table) -> None:
+        """Drop a table `cache` made."""
+        try:
+            table.release()
+        except Exception:
+            # ibis' release can fail on a backend (see drop_cached); it has already detached
+            # its finalizer then, so the engine drops the table itself.
+            self.drop_cached(table.op().name)
+
     def drop_cached(self, name: str) -> None:
         """Drop a table `expr.cache()` made, when ibis' own release failed."""
         self.backend.drop_table(name, force=True)

@@ -19,28 +19,21 @@ class StepCache:
         self.engine = engine
         self.tables: list[ir.Table] = []
 
-    def __call__(self, expr: ir.Table) -> ir.Table:
-        cached = expr.cache()
+    def __call__(self, expr: ir.Table, *, rows: int | None = None) -> ir.Table:
+        """`expr` materialised (`rows`: an upper bound of its size, when known)."""
+        cached = self.engine.cache(expr, rows=rows)
         self.tables.append(cached)
         return cached
 
     def drop(self, table: ir.Table) -> None:
         """Release one cached table before the step ends (its memory is needed next)."""
         self.tables.remove(table)
-        self._release(table)
+        self.engine.release_cached(table)
 
     def release(self) -> None:
         for table in self.tables:
-            self._release(table)
+            self.engine.release_cached(table)
         self.tables.clear()
-
-    def _release(self, table: ir.Table) -> None:
-        try:
-            table.release()
-        except Exception:
-            # ibis' release can fail on a backend (see Engine.drop_cached); it has already
-            # detached its finalizer then, so the engine drops the table itself.
-            self.engine.drop_cached(table.op().name)
 
     def __enter__(self) -> StepCache:
         return self

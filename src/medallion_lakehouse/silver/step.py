@@ -76,6 +76,7 @@ class Batch:
     seq: int | None
     ingested_at: datetime
     source_file: str
+    rows: int | None = None  # written to bronze (None: not recorded)
 
     @property
     def order(self) -> tuple[int, datetime, str]:
@@ -108,10 +109,9 @@ def watermarks(
 
 
 def _pending(lake: Lake, processed: set[str]) -> list[Batch]:
-    markers = lake.read_arrow(
-        INGESTED_FILES.name, columns=["batch_id", "seq", "ingested_at", "source_file"]
-    ).to_pylist()
-    batches = [Batch(m["batch_id"], m["seq"], m["ingested_at"], m["source_file"]) for m in markers]
+    columns = ["batch_id", "seq", "ingested_at", "source_file", "rows"]
+    markers = lake.read_arrow(INGESTED_FILES.name, columns=columns).to_pylist()
+    batches = [Batch(*(m[c] for c in columns)) for m in markers]
     return sorted((b for b in batches if b.batch_id not in processed), key=lambda b: b.order)
 
 
@@ -473,7 +473,9 @@ def _run(lake: Lake, ctx: StepContext, cache: StepCache) -> StepResult:
         parsed = transform.quarantine_whole(
             transform.parse(new_bronze, rules), sorted(decided["quarantined"] & set(new_ids))
         )
-        narrowed = cache(transform.narrow(parsed, batches))
+        counts = [b.rows for b in pending]
+        size = None if None in counts else sum(c for c in counts if c is not None)
+        narrowed = cache(transform.narrow(parsed, batches), rows=size)
         new_parsed = transform.widen(narrowed, batches)
 
     # -- rules and the quality gate, before anything is committed ---------------------------
