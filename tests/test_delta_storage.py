@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from medallion_lakehouse.storage.delta import CommitInfo, WriteSpec, distinct_values, write_arrow
 
@@ -38,20 +39,48 @@ def test_distinct_values_follow_the_current_version(tmp_path: Path) -> None:
     assert distinct_values(uri, "sha") == {"new"}
 
 
-def test_single_value_is_read_from_statistics_only_when_they_prove_it(tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
+def test_distinct_values_read_the_column_only_when_the_log_cannot_prove_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medallion_lakehouse.storage import delta
 
-    from medallion_lakehouse.storage.delta import _single_value
+    scans: list[str] = []
+    scan = delta._scan_distinct
+    monkeypatch.setattr(
+        delta, "_scan_distinct", lambda table, column: scans.append(column) or scan(table, column)
+    )
+    uri = str(tmp_path / "t")
+    _append(uri, ["x", "x", "x"])
+    _append(uri, [None, None])  # only nulls: no value, nothing to read
+    assert distinct_values(uri, "sha") == {"x"} and scans == []
+    # Values sharing their first 100 characters: writers truncate long statistics (delta-rs
+    # at 64 characters, the maximum rounded up), which must not pass for one value.
+    long = "p" * 100
+    _append(uri, [long + "a", long + "a"])
+    _append(uri, [long + "a", long + "b"])
+    assert distinct_values(uri, "sha") == {"x", long + "a", long + "b"} and scans == ["sha"]
+    assert distinct_values(uri, "not_a_column") == set()
 
-    def footer(shas: list[str | None]) -> pq.FileMetaData:
-        path = tmp_path / f"f{len(list(tmp_path.iterdir()))}.parquet"
-        pq.write_table(pa.table({"sha": shas}), path, row_group_size=2)
-        return pq.read_metadata(path)
 
-    assert _single_value(footer(["x", "x", "x"]), "sha") == "x"  # two row groups, one value
-    assert _single_value(footer(["x", "y"]), "sha") is None
-    assert _single_value(footer(["x", None]), "sha") is None  # a null is another value
-    assert _single_value(footer(["x"]), "other") is None
+def test_distinct_values_of_a_partition_column_come_from_the_log(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    data = pa.table({"sha": ["a", "b", None], "n": [1, 2, 3]}, schema=SCHEMA)
+    write_arrow(uri, data, WriteSpec(schema=SCHEMA, commit=COMMIT, partition_by=("sha",)))
+    assert distinct_values(uri, "sha") == {"a", "b"}
+
+
+def test_read_rows_filters_on_quoted_values_and_keeps_the_table_types(tmp_path: Path) -> None:
+    from medallion_lakehouse.storage.delta import open_table, read_rows
+
+    uri = str(tmp_path / "t")
+    _append(uri, ["it's", 'say "hi"', "plain", None])
+    table = open_table(uri)
+    assert table is not None
+    got = read_rows(table, columns=["n", "sha"], where={"sha": ["it's", 'say "hi"', "x') OR (1=1"]})
+    assert got.schema == pa.schema([("n", pa.int64()), ("sha", pa.string())])
+    assert sorted(got.column("sha").to_pylist()) == ["it's", 'say "hi"']
+    assert read_rows(table, columns=["sha"], where={"sha": []}).num_rows == 0
+    assert read_rows(table, columns=[]).num_columns == 0
 
 
 def test_unique_columns_are_written_without_a_dictionary(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -259,7 +258,7 @@ CASES: dict[str, Case] = {
 
 
 def _batch(lake: Lake, table: str, outcome: FileOutcome) -> list[dict[str, Any]]:
-    rows = lake.read_arrow(table, filter=pc.field("_batch_id") == outcome.batch_id).to_pylist()
+    rows = lake.read_arrow(table, where={"_batch_id": [outcome.batch_id]}).to_pylist()
     return sorted(rows, key=lambda r: r["_source_line"])
 
 

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -191,7 +190,7 @@ def _header_lines(path: Path, options: ReaderOptions, total: int) -> int:
 
 
 def _batch(lake: Lake, table: str, batch_id: str) -> list[dict[str, Any]]:
-    return lake.read_arrow(table, filter=pc.field("_batch_id") == batch_id).to_pylist()
+    return lake.read_arrow(table, where={"_batch_id": [batch_id]}).to_pylist()
 
 
 # -- the fast path agrees with the line-by-line parser wherever a stray quote sits -------------

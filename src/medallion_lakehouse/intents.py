@@ -71,7 +71,7 @@ def latest(lake: Lake, step: str) -> dict[str, Intent]:
     `done` and `abandoned` are final, so the state does not depend on the order rows are read in
     (files of an append-only table are not guaranteed to come back in commit order).
     """
-    table = lake.read_arrow(INTENTS.name, filter=pc.field("step") == step)
+    table = lake.read_arrow(INTENTS.name, where={"step": [step]})
     out: dict[str, Intent] = {}
     for row in table.to_pylist():
         current = out.get(row["intent_id"])

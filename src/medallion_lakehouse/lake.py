@@ -22,7 +22,6 @@ from medallion_lakehouse.storage.delta import CommitInfo, WriteMode, WriteResult
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
-    import pyarrow.compute as pc
 
 
 class Lake:
@@ -157,9 +156,10 @@ class Lake:
         *,
         version: int | None = None,
         columns: Sequence[str] | None = None,
-        filter: pc.Expression | None = None,
+        where: Mapping[str, Sequence[str]] | None = None,
     ) -> pa.Table:
-        """Read a table into Arrow on the driver (for metadata tables and tests)."""
+        """Read a table into Arrow on the driver (for metadata tables and tests); `where` keeps
+        the rows whose column holds one of the given values."""
         table = delta.open_table(
             self.uri(name), version=version, storage_options=self.storage_options
         )
@@ -167,14 +167,11 @@ class Lake:
         if table is None:
             empty = contract.empty()
             return empty.select(list(columns)) if columns else empty
-        dataset = table.to_pyarrow_dataset()
         wanted = list(columns) if columns else contract.column_names
-        present = [c for c in wanted if c in dataset.schema.names]
-        # Single-threaded: a threaded scan made `status` and `quality` abort at interpreter
-        # shutdown (exit 134) on a loaded machine; these reads are small.
-        data = dataset.to_table(columns=present, filter=filter, use_threads=False)
+        logged = set(pa.schema(table.schema().to_arrow()).names)
+        data = delta.read_rows(table, columns=[c for c in wanted if c in logged], where=where)
         for c in wanted:
-            if c not in present:  # a column the contract gained after the table was written
+            if c not in logged:  # a column the contract gained after the table was written
                 field = contract.schema.field(c)
                 data = data.append_column(field, pa.nulls(data.num_rows, field.type))
         return data.select(wanted)

@@ -409,7 +409,7 @@ def _lineage_counts(lake: Lake, name: str, batches: set[str]) -> dict[str, dict[
     if not batches or not lake.exists(name):
         return {}
     keys = ["_batch_id", "_batch_seq", "_source_file", "_source_file_sha256", "_ingested_at"]
-    table = lake.read_arrow(name, columns=keys, filter=pc.field("_batch_id").isin(sorted(batches)))
+    table = lake.read_arrow(name, columns=keys, where={"_batch_id": sorted(batches)})
     grouped = table.group_by(keys, use_threads=False).aggregate([("_batch_id", "count")])
     return {row["_batch_id"]: row for row in grouped.to_pylist()}
 

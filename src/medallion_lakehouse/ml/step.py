@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from medallion_lakehouse import quality as quality
 from medallion_lakehouse.faults import checkpoint
@@ -172,7 +171,7 @@ def trusted_model(lake: Lake, model_dir: str | Path | None = None) -> tuple[Path
     recorded = lake.read_arrow(
         MODEL_METRICS.name,
         columns=["model_version", "model_sha256"],
-        filter=pc.field("model_version") == folder.name,
+        where={"model_version": [folder.name]},
     )
     sums = {s for s in recorded.column("model_sha256").to_pylist() if s}
     if len(sums) != 1:

@@ -2,8 +2,8 @@
 
 - Reading the log, for everyone: `open_table`, `table_version`, `history` (normalised so a
   commit made by delta-rs and one made by Delta Spark look alike), `add_actions` (the live files
-  of a version: the one place the add-actions table is read) and `distinct_values` (from Parquet
-  statistics).
+  of a version: the one place the add-actions table is read), `read_rows` (small reads to
+  Arrow) and `distinct_values` (from the log's file statistics).
 - Writing, for the DuckDB engine and driver-side tools: `write_arrow` streams Arrow record batches
   into one delta-rs commit tagged with `{run_id, step}`, as a `WriteSpec` (the one description of
   a write every engine takes) says, so a crash before the commit leaves the table at its previous
@@ -30,6 +30,7 @@ from deltalake import (
     ColumnProperties,
     CommitProperties,
     DeltaTable,
+    QueryBuilder,
     WriterProperties,
     write_deltalake,
 )
@@ -189,9 +190,53 @@ def commit_entry(info: Mapping[str, Any]) -> dict[str, Any]:
 def add_actions(table: DeltaTable) -> pa.Table:
     """The live files of the table's version, from its log: `path` (relative and percent-encoded
     as logged, or absolute), `size_bytes`, `num_records`, `partition.<column>` (the logged value,
-    typed), ... One row per file; no data file is opened."""
-    # get_add_actions returns an arro3 table; pyarrow reads it through the C stream interface.
-    return pa.table(table.get_add_actions(flatten=True))
+    typed), `null_count.<column>`, `min.<column>`, `max.<column>`. One row per file; no data file
+    is opened."""
+    return _read_stream(table.get_add_actions(flatten=True))
+
+
+def _read_stream(source: Any) -> pa.Table:
+    """An Arrow table from an object with the C stream interface (arro3, delta-rs' queries).
+
+    `pa.table(source)` imports pandas first to test whether it is a DataFrame; reading the
+    stream needs no pandas (other pyarrow calls in a run still import it, so this is no speed-up
+    on its own)."""
+    return pa.RecordBatchReader.from_stream(source).read_all()
+
+
+def read_rows(
+    table: DeltaTable,
+    *,
+    columns: Sequence[str],
+    where: Mapping[str, Sequence[str]] | None = None,
+) -> pa.Table:
+    """`columns` of the table's version (each in its schema), in its schema's types; with
+    `where`, only rows whose column holds one of the given values (`{"step": ["silver"]}`).
+
+    Read with delta-rs' own query engine: a pyarrow dataset would import pandas, and DataFusion
+    reads only the live files of the version `table` was opened at.
+    """
+    schema = pa.schema(table.schema().to_arrow())
+    wanted = pa.schema([schema.field(c) for c in columns])
+    if not columns:
+        return wanted.empty_table()
+    sql = f"SELECT {', '.join(_identifier(c) for c in columns)} FROM t"
+    if where:
+        sql += " WHERE " + " AND ".join(
+            f"{_identifier(c)} IN ({', '.join(_literal(v) for v in values)})" if values else "FALSE"
+            for c, values in where.items()
+        )
+    data = _read_stream(QueryBuilder().register("t", table).execute(sql))
+    # DataFusion hands strings back as string_view; callers get the table's own types.
+    return data.cast(wanted)
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def distinct_values(
@@ -199,40 +244,44 @@ def distinct_values(
 ) -> set[Any]:
     """The distinct non-null values of `column` in the current version.
 
-    A data file whose Parquet statistics say it holds a single value (every bronze file holds
-    one source file's sha256) costs a footer read; any other file is scanned batch by batch.
-    So the cost follows the number of files, not rows: reading the whole sha256 column of a 10M-row
-    bronze materialised 640 MB of strings on every ingest.
+    Every bronze file holds one source file's batch id, and the log's file statistics say so
+    (min equal to max, no nulls): those files cost nothing to answer. Only when some file holds
+    more than one value (or has no statistics) is the column read, once, for the whole table.
+    Statistics of long strings are truncated, the maximum rounded up, so a truncated pair is
+    never equal. Reading the whole column of a 10M-row bronze on every ingest cost 640 MB.
     """
     table = open_table(uri, storage_options=storage_options)
     if table is None:
         return set()
+    if column not in pa.schema(table.schema().to_arrow()).names:
+        return set()  # a column the table does not have yet holds no values
+    if column in table.metadata().partition_columns:
+        logged = add_actions(table).column(f"partition.{column}").to_pylist()
+        return {v for v in logged if v is not None}
+    files = add_actions(table)
+    stats = [f"{kind}.{column}" for kind in ("min", "max", "null_count")]
+    if not all(s in files.column_names for s in stats):
+        return _scan_distinct(table, column)
     found: set[Any] = set()
-    for fragment in table.to_pyarrow_dataset().get_fragments():
-        value = _single_value(fragment.metadata, column)
-        if value is not None:
-            found.add(value)
-            continue
-        for batch in fragment.to_batches(columns=[column]):
-            found.update(v for v in pc.unique(batch.column(0)).to_pylist() if v is not None)
+    for low, high, nulls, rows in zip(
+        *(files.column(s).to_pylist() for s in stats),
+        files.column("num_records").to_pylist(),
+        strict=True,
+    ):
+        if rows is not None and nulls is not None and nulls == rows:
+            continue  # only nulls
+        if low is None or nulls != 0 or low != high:
+            return _scan_distinct(table, column)
+        found.add(low)
     return found
 
 
-def _single_value(metadata: pq.FileMetaData, column: str) -> Any | None:
-    """The only value of a never-null column in a Parquet file, per its statistics; else None."""
-    names = metadata.schema.names
-    if column not in names or metadata.num_row_groups == 0:
-        return None
-    index = names.index(column)
-    values = set()
-    for g in range(metadata.num_row_groups):
-        stats = metadata.row_group(g).column(index).statistics
-        if stats is None or not stats.has_min_max or not stats.has_null_count:
-            return None
-        if stats.null_count or stats.min != stats.max:
-            return None
-        values.add(stats.min)
-    return values.pop() if len(values) == 1 else None
+def _scan_distinct(table: DeltaTable, column: str) -> set[Any]:
+    sql = (
+        f"SELECT DISTINCT {_identifier(column)} AS v FROM t WHERE {_identifier(column)} IS NOT NULL"
+    )
+    data = _read_stream(QueryBuilder().register("t", table).execute(sql))
+    return set(data.column("v").to_pylist())
 
 
 def partition_predicate(replace: Mapping[str, Sequence[str]]) -> str:
