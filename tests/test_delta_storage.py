@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,6 +68,28 @@ def test_distinct_values_of_a_partition_column_come_from_the_log(tmp_path: Path)
     data = pa.table({"sha": ["a", "b", None], "n": [1, 2, 3]}, schema=SCHEMA)
     write_arrow(uri, data, WriteSpec(schema=SCHEMA, commit=COMMIT, partition_by=("sha",)))
     assert distinct_values(uri, "sha") == {"a", "b"}
+
+
+def test_partition_diff_names_the_partitions_whose_files_changed(tmp_path: Path) -> None:
+    from medallion_lakehouse.storage.delta import partition_diff
+
+    uri = str(tmp_path / "t")
+    spec = WriteSpec(schema=SCHEMA, commit=COMMIT, partition_by=("sha",))
+    write_arrow(uri, pa.table({"sha": ["a", "b", "c"], "n": [1, 2, 3]}, schema=SCHEMA), spec)
+    # v1 rewrites b (same rows, new files) and adds d; v2 drops c; a is never touched.
+    again = dataclasses.replace(spec, replace={"sha": ["b", "d"]})
+    write_arrow(uri, pa.table({"sha": ["b", "d", "d"], "n": [2, 4, 5]}, schema=SCHEMA), again)
+    gone = dataclasses.replace(spec, replace={"sha": ["c"]})
+    write_arrow(uri, SCHEMA.empty_table(), gone)
+
+    diff = partition_diff(uri, "sha", since=0, version=2)
+    assert diff is not None
+    assert diff.changed == {"b", "c", "d"}
+    assert diff.rows == {"a": 1, "b": 1, "d": 2}
+    assert partition_diff(uri, "sha", since=2, version=2) == type(diff)(set(), diff.rows)
+    assert partition_diff(uri, "sha", since=0, version=7) is None  # no such version
+    assert partition_diff(uri, "n", since=0, version=2) is None  # not a partition column
+    assert partition_diff(str(tmp_path / "none"), "sha", since=0, version=1) is None
 
 
 def test_read_rows_filters_on_quoted_values_and_keeps_the_table_types(tmp_path: Path) -> None:

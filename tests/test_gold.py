@@ -338,6 +338,84 @@ def test_only_changed_month_is_rebuilt_and_equals_full_refresh(lake: Lake) -> No
     assert gold_rows(lake, DAILY_SALES.name, ("sale_date",)) == incremental
 
 
+def _replace_silver_months(
+    lake: Lake, rows: list[dict[str, Any]], months: set[str], run: str
+) -> None:
+    """Replace only these sale_month partitions of silver/sales (as the silver step does)."""
+    keep = [r for r in rows if f"{r['sale_date']:%Y-%m}" in months]
+    contract = get_contract("silver/sales")
+    lake.write_arrow(
+        "silver/sales",
+        silver_table(keep),
+        commit=CommitInfo(run, "silver"),
+        **contract.write_args(values=months),
+    )
+
+
+def _fingerprinted_months(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record the months each fingerprint aggregate of the gold step reads."""
+    seen: list[list[str]] = []
+    original = gold_step.month_fingerprints
+
+    def spy(silver):  # type: ignore[no-untyped-def]
+        months = lake.engine.to_arrow(silver.select("sale_month").distinct())
+        seen.append(sorted(months.column(0).to_pylist()))
+        return original(silver)
+
+    monkeypatch.setattr(gold_step, "month_fingerprints", spy)
+    return seen
+
+
+def test_fingerprints_aggregate_only_the_months_whose_files_changed(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _three_months()
+    put_silver(lake, rows, "s1")
+    run_gold(lake, run="g1")
+    rows[2] = {**rows[2], "status": "returned", "_ingested_at": T0 + timedelta(hours=1)}
+    _replace_silver_months(lake, rows, {"2025-02"}, "s2")
+    seen = _fingerprinted_months(lake, monkeypatch)
+
+    result = run_gold(lake, run="g2")
+
+    assert seen == [["2025-02"]]
+    assert result.metrics["rebuilt_months"][DAILY_SALES.name] == ["2025-02"]
+    silver = lake.read("silver/sales")
+    everything = gold_step._fingerprint_rows(
+        lake.engine.to_arrow(gold_step.month_fingerprints(silver))
+    )
+    stored = gold_step._watermark(lake)[DAILY_SALES.name]["months"]
+    assert stored == everything  # the kept fingerprints are the ones a full aggregate gives
+    assert gold_rows(lake, DAILY_SALES.name, ("sale_date",))[date(2025, 2, 1)][
+        "returned_amount"
+    ] == Decimal("21.25")
+
+
+def test_fingerprints_of_a_recreated_silver_are_not_trusted(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silver deleted and rebuilt: its versions start again, so the version gold consumed now
+    names another snapshot. A month whose log row count disagrees with the stored fingerprint
+    is aggregated again."""
+    import shutil
+
+    rows = _three_months()
+    put_silver(lake, rows, "s1")
+    run_gold(lake, run="g1")  # consumed silver v0
+    shutil.rmtree(lake.uri("silver/sales"))
+    more = [*rows, {"sale_id": "extra", "sale_date": date(2025, 1, 20), "total": "5.00"}]
+    put_silver(lake, more, "s2")  # a new v0: January holds one more sale
+    _replace_silver_months(lake, more, {"2025-03"}, "s3")  # v1: March rewritten
+    seen = _fingerprinted_months(lake, monkeypatch)
+
+    result = run_gold(lake, run="g2")
+
+    assert seen == [["2025-01", "2025-03"]]  # March for its new files, January for its count
+    # March was rewritten with the same rows: its fingerprint is unchanged, so only January.
+    assert result.metrics["rebuilt_months"][DAILY_SALES.name] == ["2025-01"]
+    assert gold_rows(lake, DAILY_SALES.name, ("sale_date",))[date(2025, 1, 20)]["orders"] == 1
+
+
 def test_vanished_month_is_removed(lake: Lake) -> None:
     rows = _three_months()
     put_silver(lake, rows, "s1")

@@ -180,6 +180,18 @@ class Lake:
         """Distinct non-null values of a column, from file statistics where they suffice."""
         return delta.distinct_values(self.uri(name), column, storage_options=self.storage_options)
 
+    def partition_diff(
+        self, name: str, column: str, *, since: int, version: int
+    ) -> delta.PartitionDiff | None:
+        """Which partitions of `column` changed files between two versions (from the log)."""
+        return delta.partition_diff(
+            self.uri(name),
+            column,
+            since=since,
+            version=version,
+            storage_options=self.storage_options,
+        )
+
     def rows_in(self, name: str, values: Mapping[str, Sequence[str]]) -> int | None:
         """Rows the current version holds in these partitions, from the log's file statistics
         (None: a file without a row count)."""

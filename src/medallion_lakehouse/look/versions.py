@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import pyarrow as pa
 
-from medallion_lakehouse.storage.delta import add_actions, open_table
+from medallion_lakehouse.storage.delta import add_actions, files_by_partition, open_table
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -70,11 +70,7 @@ def holds_batch(batch_id: str) -> Callable[[Snapshot], bool]:
 
 
 def partition_files(actions: Snapshot, column: str, value: str) -> frozenset[str]:
-    if actions.num_rows == 0:
-        return frozenset()
-    paths = actions.column("path").to_pylist()
-    values = actions.column(f"partition.{column}").to_pylist()
-    return frozenset(p for p, v in zip(paths, values, strict=True) if v == value)
+    return files_by_partition(actions, column).get(value, frozenset())
 
 
 def last_rewrite(

@@ -35,6 +35,7 @@ from deltalake import (
     write_deltalake,
 )
 from deltalake import Schema as DeltaSchema
+from deltalake.exceptions import DeltaError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
@@ -483,6 +484,62 @@ def files_in_partitions(table: DeltaTable, values: Mapping[str, Sequence[str]]) 
         hit = pc.is_in(logged, pa.array(sorted(set(wanted)), type=logged.type))
         keep = pc.and_(keep, pc.fill_null(hit, False))
     return actions.filter(keep)
+
+
+def files_by_partition(actions: pa.Table, column: str) -> dict[Any, frozenset[str]]:
+    """The paths of the live files in `actions` (see `add_actions`), by their logged value of
+    partition `column`."""
+    if actions.num_rows == 0:
+        return {}
+    groups: dict[Any, set[str]] = {}
+    paths = actions.column("path").to_pylist()
+    for path, value in zip(paths, actions.column(f"partition.{column}").to_pylist(), strict=True):
+        groups.setdefault(value, set()).add(path)
+    return {value: frozenset(files) for value, files in groups.items()}
+
+
+@dataclass(frozen=True)
+class PartitionDiff:
+    """How the partitions of one column differ between two versions of a table."""
+
+    changed: set[Any]  # values whose live files differ (appeared and vanished ones included)
+    rows: dict[Any, int | None]  # per value with live files at the newer version, its logged
+    # row count (None: a file without one)
+
+
+def partition_diff(
+    uri: str,
+    column: str,
+    *,
+    since: int,
+    version: int,
+    storage_options: Mapping[str, str] | None = None,
+) -> PartitionDiff | None:
+    """Which values of partition `column` hold other files at `version` than at `since`, from
+    the log alone. A Delta writer never changes a file in place (a change adds new files), so a
+    partition holding the same files holds the same rows. None when either version can no
+    longer be loaded (log entries cleaned up) or `column` is not a partition column of both."""
+    snapshots = []
+    for v in (since, version):
+        try:
+            table = DeltaTable(uri, version=v, storage_options=dict(storage_options or {}))
+        except DeltaError:  # TableNotFoundError included
+            return None
+        if column not in table.metadata().partition_columns:
+            return None
+        snapshots.append(add_actions(table))
+    then, now = (files_by_partition(actions, column) for actions in snapshots)
+    changed = {value for value in then.keys() | now.keys() if then.get(value) != now.get(value)}
+    rows: dict[Any, int | None] = {}
+    newer = snapshots[1]
+    for value, count in zip(
+        newer.column(f"partition.{column}").to_pylist(),
+        newer.column("num_records").to_pylist(),
+        strict=True,
+    ):
+        known = rows.get(value, 0)
+        rows[value] = None if known is None or count is None else known + count
+    return PartitionDiff(changed=changed, rows=rows)
 
 
 def _stat_value(value: Any) -> Any:
