@@ -101,7 +101,6 @@ def unfinished(lake: Lake, step: str, kind: str | None = None) -> list[Intent]:
 
 def max_seq(lake: Lake, step: str) -> int | None:
     """The largest sequence number any intent of `step` was given."""
-    seqs = lake.read_arrow(INTENTS.name, columns=["step", "seq"])
-    values = seqs.filter(pc.equal(seqs.column("step"), step)).column("seq")
+    values = lake.read_arrow(INTENTS.name, columns=["seq"], where={"step": [step]}).column("seq")
     top = pc.max(values).as_py() if len(values) else None
     return None if top is None else int(top)
