@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[spark,notebooks,dev]'
+	@# pip byte-compiles what it installs, but not an editable install's src; where
+	@# PYTHONDONTWRITEBYTECODE is set nothing is ever cached, and every command would compile
+	@# the package again (0.4 s of a 1.6 s rerun with nothing new).
+	$(PY) -m compileall -q src
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the package with the spark, notebooks and dev extras
