@@ -337,9 +337,11 @@ def report_targets(rows: int, results: dict[str, Measure]) -> None:
 
 
 def compile_package() -> None:
-    """Byte-compile the package the runs import, as an installed one is: with
-    PYTHONDONTWRITEBYTECODE set (as on this project's build machines) an editable install's modules would be
-    compiled again by every run, 0.4 s of each rerun's fixed cost that no installed copy pays."""
+    """Byte-compile the package the runs import, as an installed one is.
+
+    With PYTHONDONTWRITEBYTECODE set (as on this project's build machines) the modules of an
+    editable install are compiled again by every run: 0.4 s of each rerun's fixed cost that
+    no installed copy pays."""
     import compileall
 
     import medallion_lakehouse
