@@ -168,7 +168,7 @@ class Lake:
             empty = contract.empty()
             return empty.select(list(columns)) if columns else empty
         wanted = list(columns) if columns else contract.column_names
-        logged = set(pa.schema(table.schema().to_arrow()).names)
+        logged = set(delta.arrow_schema(table).names)
         data = delta.read_rows(table, columns=[c for c in wanted if c in logged], where=where)
         for c in wanted:
             if c not in logged:  # a column the contract gained after the table was written

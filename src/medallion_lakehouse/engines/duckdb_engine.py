@@ -24,6 +24,7 @@ from medallion_lakehouse.storage.delta import (
     WriteResult,
     WriteSpec,
     add_actions,
+    arrow_schema,
     open_table,
 )
 
@@ -129,7 +130,7 @@ class DuckDBEngine(Engine):
         partition columns, folder names that would not give the logged partition values back
         verbatim, and tables whose files lack a column of the schema keep Arrow.
         """
-        schema = pa.schema(table.schema().to_arrow())
+        schema = arrow_schema(table)
         partitions = list(table.metadata().partition_columns)
         if not _is_local(table.table_uri):
             return None

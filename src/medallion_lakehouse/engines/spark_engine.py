@@ -346,8 +346,4 @@ class SparkEngine(Engine):
 
 def _lacks_columns(uri: str, schema: pa.Schema, storage_options: Mapping[str, str]) -> bool:
     """Whether the table lacks columns the contract has added since it was written."""
-    table = delta.open_table(uri, storage_options=storage_options)
-    if table is None:
-        return False
-    have = {f.name for f in pa.schema(table.schema().to_arrow())}
-    return not set(schema.names) <= have
+    return delta.lacks_columns(delta.open_table(uri, storage_options=storage_options), schema)

@@ -171,17 +171,18 @@ def _current_fingerprints(
     reading their partitions alone. Without a usable stored state (a table never built, a lost
     watermark, a log cleaned up past that version) every month is aggregated.
     """
-    silver = lake.read(SILVER, version=silver_version)
     entries = [state.get(gold.contract.name) for gold in GOLD_TABLES]
     consumed = [e["silver_version"] for e in entries if e and e["silver_version"] is not None]
+    base = min(consumed, default=None)
     diff = (
-        lake.partition_diff(SILVER, "sale_month", since=min(consumed), version=silver_version)
-        if len(consumed) == len(GOLD_TABLES)
+        lake.partition_diff(SILVER, "sale_month", since=base, version=silver_version)
+        if base is not None and len(consumed) == len(GOLD_TABLES)
         else None
     )
+    silver = lake.read(SILVER, version=silver_version)
     if diff is None or None in diff.rows:  # no usable diff, or a null month (not filterable)
         return _fingerprint_rows(lake.engine.to_arrow(month_fingerprints(silver)))
-    stored = next(e["months"] for e in entries if e and e["silver_version"] == min(consumed))
+    stored = next(e["months"] for e in entries if e and e["silver_version"] == base)
     kept = {
         month: fp
         for month, fp in stored.items()

@@ -196,6 +196,11 @@ def add_actions(table: DeltaTable) -> pa.Table:
     return _read_stream(table.get_add_actions(flatten=True))
 
 
+def arrow_schema(table: DeltaTable) -> pa.Schema:
+    """The schema of the table's version as Arrow (delta-rs hands it over as an arro3 schema)."""
+    return pa.schema(table.schema().to_arrow())
+
+
 def _read_stream(source: Any) -> pa.Table:
     """An Arrow table from an object with the C stream interface (arro3, delta-rs' queries).
 
@@ -217,7 +222,7 @@ def read_rows(
     Read with delta-rs' own query engine: a pyarrow dataset would import pandas, and DataFusion
     reads only the live files of the version `table` was opened at.
     """
-    schema = pa.schema(table.schema().to_arrow())
+    schema = arrow_schema(table)
     wanted = pa.schema([schema.field(c) for c in columns])
     if not columns:
         return wanted.empty_table()
@@ -254,7 +259,7 @@ def distinct_values(
     table = open_table(uri, storage_options=storage_options)
     if table is None:
         return set()
-    if column not in pa.schema(table.schema().to_arrow()).names:
+    if column not in arrow_schema(table).names:
         return set()  # a column the table does not have yet holds no values
     if column in table.metadata().partition_columns:
         logged = add_actions(table).column(f"partition.{column}").to_pylist()
@@ -522,10 +527,10 @@ def partition_diff(
     snapshots = []
     for v in (since, version):
         try:
-            table = DeltaTable(uri, version=v, storage_options=dict(storage_options or {}))
-        except DeltaError:  # TableNotFoundError included
+            table = open_table(uri, version=v, storage_options=storage_options)
+        except DeltaError:  # a version whose log entries are gone
             return None
-        if column not in table.metadata().partition_columns:
+        if table is None or column not in table.metadata().partition_columns:
             return None
         snapshots.append(add_actions(table))
     then, now = (files_by_partition(actions, column) for actions in snapshots)
@@ -600,8 +605,7 @@ def lacks_columns(table: DeltaTable | None, schema: pa.Schema) -> bool:
     """
     if table is None:
         return False
-    have = {f.name for f in pa.schema(table.schema().to_arrow())}
-    return not set(schema.names) <= have
+    return not set(schema.names) <= set(arrow_schema(table).names)
 
 
 def delete_where(
